@@ -28,7 +28,7 @@ core = Extension(
     "kestrel._core",
     ["kestrel/_core.pyx"],
     define_macros=macros,
-    extra_compile_args=["-O2"] if not debug else ["-O0", "-g"],
+    extra_compile_args=["-O0", "-g"] if debug else [],
 )
 
 setup(

@@ -1,0 +1,42 @@
+# cython: language_level=3
+"""kestrel's engine: one extension module so the per-request path is C calls end to end.
+
+Theory of operation
+-------------------
+This module is assembled from fragments, each with its own theory of operation:
+
+- consts.pxi  default limits (with precedents), event codes, states, rejection reasons
+- parser.pxi  the sans-IO HTTP/1.1 request parser
+
+The core never imports the Python layer; the Python layer imports the core.
+
+Debug builds (KESTREL_DEBUG=1 at build time) count allocations and frees of every object the
+core manages; debug_counters() returns them so tests can assert that they balance.
+"""
+
+cimport cython
+
+cdef extern from *:
+    """
+    #ifndef KESTREL_DEBUG
+    #define KESTREL_DEBUG 0
+    #endif
+    """
+    const int KESTREL_DEBUG
+
+include "consts.pxi"
+
+cdef dict _DEBUG_COUNTERS = {}
+
+cdef void _debug_count(str name, long delta) noexcept:
+    _DEBUG_COUNTERS[name] = _DEBUG_COUNTERS.get(name, 0) + delta
+
+
+def debug_counters():
+    """Allocation counters of a debug build (empty in a release build)."""
+    return dict(_DEBUG_COUNTERS)
+
+
+DEBUG_BUILD = bool(KESTREL_DEBUG)
+
+include "parser.pxi"

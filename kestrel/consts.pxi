@@ -1,0 +1,79 @@
+# Constants of the core: default limits with their precedents, event codes, parser states,
+# rejection reasons and the character classes of RFC 9110 / RFC 9112.
+
+# ---- Default limits. Each follows ASP.NET Core Kestrel's KestrelServerLimits unless noted.
+DEFAULT_MAX_REQUEST_LINE_SIZE = 8192          # Kestrel MaxRequestLineSize; nginx large_client_header_buffers 8k
+DEFAULT_MAX_REQUEST_HEADERS_SIZE = 32768      # Kestrel MaxRequestHeadersTotalSize (32 KiB)
+DEFAULT_MAX_REQUEST_HEADERS = 100             # Kestrel MaxRequestHeaderCount; Apache LimitRequestFields
+DEFAULT_MAX_REQUEST_BODY_SIZE = 30000000      # Kestrel MaxRequestBodySize (~28.6 MiB)
+DEFAULT_MAX_CHUNK_EXTENSIONS_SIZE = 16384     # Node.js (llhttp) after CVE-2024-22019: 16 KiB per message
+
+# Content-Length above 18 decimal digits cannot be a real body and would overflow int64 math.
+cdef enum:
+    MAX_CONTENT_LENGTH_DIGITS = 18
+    # A chunk size above 2^62 is never legitimate; 16 hex digits bound the accumulator.
+    MAX_CHUNK_SIZE_DIGITS = 16
+
+# ---- What execute() reports.
+cdef enum Event:
+    EV_NEED_DATA = 0     # all input consumed, nothing to report
+    EV_HEADERS = 1       # self.head is a new RequestHead
+    EV_BODY = 2          # body_ptr/body_len point into the input just passed
+    EV_MESSAGE_END = 3   # the request is complete (trailers, if any, in self._trailers)
+    EV_PAUSED = 4        # no further request on this connection (close or upgrade)
+    EV_ERROR = 5         # error_reason says why; the parser stays failed
+
+# ---- Parser states.
+cdef enum State:
+    S_REQUEST_LINE = 0
+    S_HEADERS = 1
+    S_HEADERS_DONE = 2   # head reported; body framing is decided on the next call
+    S_BODY_LENGTH = 3
+    S_CHUNK_SIZE = 4
+    S_CHUNK_DATA = 5
+    S_CHUNK_DATA_CR = 6
+    S_CHUNK_DATA_LF = 7
+    S_TRAILERS = 8
+    S_MESSAGE_END = 9
+    S_PAUSED = 10
+    S_ERROR = 11
+
+# ---- Rejection reasons: one value per way a request can be refused (cf. Kestrel's
+# RequestRejectionReason). REJECT_STATUS_C maps each to its response status.
+cdef enum Reject:
+    R_NONE = 0
+    R_INVALID_REQUEST_LINE = 1
+    R_INVALID_REQUEST_TARGET = 2
+    R_INVALID_HTTP_VERSION = 3
+    R_UNSUPPORTED_HTTP_VERSION = 4
+    R_REQUEST_LINE_TOO_LONG = 5
+    R_INVALID_LINE_ENDING = 6
+    R_INVALID_HEADER_NAME = 7
+    R_INVALID_HEADER_VALUE = 8
+    R_OBSOLETE_LINE_FOLDING = 9
+    R_HEADERS_TOO_LARGE = 10
+    R_TOO_MANY_HEADERS = 11
+    R_MISSING_HOST = 12
+    R_MULTIPLE_HOST = 13
+    R_INVALID_HOST = 14
+    R_INVALID_CONTENT_LENGTH = 15
+    R_CONFLICTING_CONTENT_LENGTH = 16
+    R_CONTENT_LENGTH_WITH_TRANSFER_ENCODING = 17
+    R_INVALID_TRANSFER_ENCODING = 18
+    R_UNSUPPORTED_TRANSFER_ENCODING = 19
+    R_INVALID_CHUNK_SIZE = 20
+    R_INVALID_CHUNK_EXTENSION = 21
+    R_CHUNK_EXTENSIONS_TOO_LARGE = 22
+    R_MISSING_CHUNK_DATA_TERMINATOR = 23
+    R_BODY_TOO_LARGE = 24
+    R_INCOMPLETE_MESSAGE = 25
+    R_COUNT = 26
+
+# ---- Character classes, filled once at import (see _init_tables in parser.pxi).
+cdef unsigned char TOKEN_CHAR[256]     # tchar, RFC 9110 §5.6.2
+cdef unsigned char VALUE_CHAR[256]     # field-vchar / obs-text / SP / HTAB, RFC 9110 §5.5
+cdef unsigned char TARGET_CHAR[256]    # visible ASCII, RFC 9112 §3.2 (after percent-encoding)
+cdef unsigned char HOST_CHAR[256]      # uri-host and port, RFC 3986 §3.2.2 minus ","
+cdef unsigned char QDTEXT_CHAR[256]    # qdtext, RFC 9110 §5.6.4
+cdef unsigned char LOWER[256]
+cdef signed char HEX_VALUE[256]
