@@ -6,31 +6,31 @@ from typing import Final
 class RejectReason(enum.IntEnum):
     """Why a request was rejected. Each value maps to one status in REJECT_STATUS."""
 
-    INVALID_REQUEST_LINE = ...          # 400
-    INVALID_REQUEST_TARGET = ...        # 400
-    INVALID_HTTP_VERSION = ...          # 400
-    UNSUPPORTED_HTTP_VERSION = ...      # 505
-    REQUEST_LINE_TOO_LONG = ...         # 414
-    INVALID_LINE_ENDING = ...           # 400 (bare LF or bare CR)
-    INVALID_HEADER_NAME = ...           # 400 (non-token, whitespace before colon, no colon)
-    INVALID_HEADER_VALUE = ...          # 400 (NUL, CTL, bare CR)
-    OBSOLETE_LINE_FOLDING = ...         # 400 (line starting with SP/HTAB)
-    HEADERS_TOO_LARGE = ...             # 431
-    TOO_MANY_HEADERS = ...              # 431
-    MISSING_HOST = ...                  # 400
-    MULTIPLE_HOST = ...                 # 400
-    INVALID_HOST = ...                  # 400
-    INVALID_CONTENT_LENGTH = ...        # 400
-    CONFLICTING_CONTENT_LENGTH = ...    # 400
+    INVALID_REQUEST_LINE = ...  # 400
+    INVALID_REQUEST_TARGET = ...  # 400
+    INVALID_HTTP_VERSION = ...  # 400
+    UNSUPPORTED_HTTP_VERSION = ...  # 505
+    REQUEST_LINE_TOO_LONG = ...  # 414
+    INVALID_LINE_ENDING = ...  # 400 (bare LF or bare CR)
+    INVALID_HEADER_NAME = ...  # 400 (non-token, whitespace before colon, no colon)
+    INVALID_HEADER_VALUE = ...  # 400 (NUL, CTL, bare CR)
+    OBSOLETE_LINE_FOLDING = ...  # 400 (line starting with SP/HTAB)
+    HEADERS_TOO_LARGE = ...  # 431
+    TOO_MANY_HEADERS = ...  # 431
+    MISSING_HOST = ...  # 400
+    MULTIPLE_HOST = ...  # 400
+    INVALID_HOST = ...  # 400
+    INVALID_CONTENT_LENGTH = ...  # 400
+    CONFLICTING_CONTENT_LENGTH = ...  # 400
     CONTENT_LENGTH_WITH_TRANSFER_ENCODING = ...  # 400
-    INVALID_TRANSFER_ENCODING = ...     # 400
-    UNSUPPORTED_TRANSFER_ENCODING = ... # 501
-    INVALID_CHUNK_SIZE = ...            # 400
-    INVALID_CHUNK_EXTENSION = ...       # 400
-    CHUNK_EXTENSIONS_TOO_LARGE = ...    # 400
-    MISSING_CHUNK_DATA_TERMINATOR = ... # 400
-    BODY_TOO_LARGE = ...                # 413
-    INCOMPLETE_MESSAGE = ...            # 400 (EOF inside a message)
+    INVALID_TRANSFER_ENCODING = ...  # 400
+    UNSUPPORTED_TRANSFER_ENCODING = ...  # 501
+    INVALID_CHUNK_SIZE = ...  # 400
+    INVALID_CHUNK_EXTENSION = ...  # 400
+    CHUNK_EXTENSIONS_TOO_LARGE = ...  # 400
+    MISSING_CHUNK_DATA_TERMINATOR = ...  # 400
+    BODY_TOO_LARGE = ...  # 413
+    INCOMPLETE_MESSAGE = ...  # 400 (EOF inside a message)
 
 REJECT_STATUS: Final[dict[RejectReason, int]]
 
@@ -42,23 +42,23 @@ class HttpParseError(Exception):
 class RequestHead:
     """The request line and header section of one request."""
 
-    method: str                     # "GET", ... (any RFC 9110 token)
-    target: bytes                   # raw request-target as sent
-    http_version: str               # "1.0" or "1.1"
+    method: str  # "GET", ... (any RFC 9110 token)
+    target: bytes  # raw request-target as sent
+    http_version: str  # "1.0" or "1.1"
     headers: list[tuple[bytes, bytes]]  # (lowercased name, value without OWS), in order
-    keep_alive: bool                # after this request, may the connection be reused?
-    content_length: int             # -1 when absent or chunked
+    keep_alive: bool  # after this request, may the connection be reused?
+    content_length: int  # -1 when absent or chunked
     chunked: bool
-    upgrade: bool                   # CONNECT, or Connection: upgrade + Upgrade
-    expect_continue: bool           # Expect: 100-continue
+    upgrade: bool  # CONNECT, or Connection: upgrade + Upgrade
+    expect_continue: bool  # Expect: 100-continue
 
 class _Marker:
     name: str
 
-NEED_DATA: Final[_Marker]       # feed more bytes
+NEED_DATA: Final[_Marker]  # feed more bytes
 END_OF_MESSAGE: Final[_Marker]  # the current request's body is complete
-PAUSED: Final[_Marker]          # parser stopped: connection closing or upgrade; see resume()
-CLOSED: Final[_Marker]          # EOF was fed at a message boundary
+PAUSED: Final[_Marker]  # parser stopped: connection closing or upgrade; see resume()
+CLOSED: Final[_Marker]  # EOF was fed at a message boundary
 
 Event = RequestHead | bytes | _Marker
 
@@ -68,7 +68,7 @@ class HttpParser:
     max_request_line_size: int
     max_request_headers_size: int
     max_request_headers: int
-    max_request_body_size: int      # -1: unlimited
+    max_request_body_size: int  # -1: unlimited
     max_chunk_extensions_size: int
     def __init__(
         self,

@@ -36,13 +36,19 @@ def describe(data: bytes, out: BinaryIO | None = None) -> int:
         while True:
             event = parser.next_event()
             if isinstance(event, RequestHead):
-                write(f"{event.method} {event.target.decode('latin-1')} "
-                      f"HTTP/{event.http_version}\n".encode())
+                write(
+                    f"{event.method} {event.target.decode('latin-1')} "
+                    f"HTTP/{event.http_version}\n".encode()
+                )
                 for name, value in event.headers:
                     write(b"  " + name + b": " + value + b"\n")
-                framing = ("chunked" if event.chunked
-                           else f"content-length {event.content_length}"
-                           if event.content_length >= 0 else "no body")
+                framing = (
+                    "chunked"
+                    if event.chunked
+                    else f"content-length {event.content_length}"
+                    if event.content_length >= 0
+                    else "no body"
+                )
                 flags = [framing, "keep-alive" if event.keep_alive else "close"]
                 if event.upgrade:
                     flags.append("upgrade")
@@ -69,8 +75,11 @@ def describe(data: bytes, out: BinaryIO | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     cli = argparse.ArgumentParser(prog="kestrel-parse", description=__doc__.split("\n")[0])
     cli.add_argument("file", nargs="?", help="raw request bytes (default: standard input)")
-    cli.add_argument("--lf-to-crlf", action="store_true",
-                     help="turn bare LF line endings into CRLF before parsing")
+    cli.add_argument(
+        "--lf-to-crlf",
+        action="store_true",
+        help="turn bare LF line endings into CRLF before parsing",
+    )
     args = cli.parse_args(argv)
     if args.file:
         try:
