@@ -72,7 +72,9 @@ cdef class HttpParser:
     cdef int execute(self, const char* data, Py_ssize_t length) except -1
     cdef int _fail(self, int reason, str detail) noexcept
     cdef int _buffer_partial(self, const char* data, Py_ssize_t length) except -1
+    cdef int _check_partial_line(self, Py_ssize_t appended) noexcept
     cdef int _on_line(self, const char* line, Py_ssize_t length) except -1
+    cdef int _dispatch_line(self, const char* line, Py_ssize_t length) except -1
     cdef int _request_line(self, const char* line, Py_ssize_t length) except -1
     cdef int _field_line(self, const char* line, Py_ssize_t length, bint trailer) except -1
     cdef int _end_of_head(self) except -1

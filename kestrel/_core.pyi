@@ -13,7 +13,7 @@ class RejectReason(enum.IntEnum):
     REQUEST_LINE_TOO_LONG = ...  # 414
     INVALID_LINE_ENDING = ...  # 400 (bare LF or bare CR)
     INVALID_HEADER_NAME = ...  # 400 (non-token, whitespace before colon, no colon)
-    INVALID_HEADER_VALUE = ...  # 400 (NUL, CTL, bare CR)
+    INVALID_HEADER_VALUE = ...  # 400 (NUL, CTL)
     OBSOLETE_LINE_FOLDING = ...  # 400 (line starting with SP/HTAB)
     HEADERS_TOO_LARGE = ...  # 431
     TOO_MANY_HEADERS = ...  # 431

@@ -359,7 +359,7 @@ cdef class HttpParser:
                     if self._buffer_partial(data + pos, length - pos) == EV_ERROR:
                         return EV_ERROR
                     self.consumed = length
-                    return EV_NEED_DATA
+                    return self._check_partial_line(length - pos)
                 n = newline - (data + pos)
                 if self.line_len:
                     if self._buffer_partial(data + pos, n) == EV_ERROR:
@@ -467,12 +467,48 @@ cdef class HttpParser:
         self.line_len = needed
         return EV_NEED_DATA
 
+    cdef int _check_partial_line(self, Py_ssize_t appended) noexcept:
+        """Refuse an unfinished line early when no ending could make it valid.
+
+        A CR that is not the last byte is a bare CR, and a field line that starts with
+        whitespace is obs-fold: both are errors whatever follows, so a client sending them is
+        answered at once rather than at the headers timeout. The checks have the same
+        priority as in _on_line, so the reason does not depend on how the bytes were split.
+        Only the bytes just appended (and the one before them) are scanned, so a line sent a
+        byte at a time costs linear time.
+        """
+        cdef int state = self.state
+        cdef Py_ssize_t start = self.line_len - appended - 1
+        if start < 0:
+            start = 0
+        if (self.line_len - 1 > start
+                and memchr(self.line_buf + start, b'\r', self.line_len - 1 - start) != NULL):
+            return self._fail(R_INVALID_LINE_ENDING, "bare CR")
+        if ((state == S_HEADERS or state == S_TRAILERS)
+                and (self.line_buf[0] == b' ' or self.line_buf[0] == b'\t')
+                and self.field_count < self.max_request_headers):
+            return self._fail(R_OBSOLETE_LINE_FOLDING, "line starts with whitespace")
+        return EV_NEED_DATA
+
     cdef int _on_line(self, const char* line, Py_ssize_t length) except -1:
         """Handle one line (without its LF). Returns EV_NEED_DATA to go on, or an event."""
-        cdef int state = self.state
+        cdef int event
         if length == 0 or line[length - 1] != b'\r':
             return self._fail(R_INVALID_LINE_ENDING, "line not terminated by CRLF")
-        length -= 1
+        # No valid line holds a CR except in its CRLF, and every character class excludes CR,
+        # so a bare CR always ends in an error; report it as the line-ending error it is
+        # (checked only after a failure, to keep the valid path free of it).
+        event = self._dispatch_line(line, length - 1)
+        if (event == EV_ERROR and length > 1 and self.error_reason != R_HEADERS_TOO_LARGE
+                and self.error_reason != R_TOO_MANY_HEADERS
+                and self.error_reason != R_REQUEST_LINE_TOO_LONG
+                and memchr(line, b'\r', length - 1) != NULL):
+            self.error_reason = R_INVALID_LINE_ENDING
+            self.error_detail = "bare CR"
+        return event
+
+    cdef int _dispatch_line(self, const char* line, Py_ssize_t length) except -1:
+        cdef int state = self.state
         if state == S_REQUEST_LINE:
             if length == 0:
                 # Empty lines before a request line are ignored (RFC 9112 §2.2).
