@@ -27,6 +27,7 @@
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from cpython.ref cimport PyObject
 from libc.string cimport memchr, memcmp, memcpy
 
 import enum
@@ -166,11 +167,17 @@ cdef enum:
 cdef int KNOWN_BY_LENGTH_START[MAX_KNOWN_LENGTH + 1]
 cdef int KNOWN_BY_LENGTH_END[MAX_KNOWN_LENGTH + 1]
 cdef int KNOWN_SORTED[64]
+# C views of KNOWN_NAMES (which keeps the objects alive), so a lookup touches no Python API.
+cdef const unsigned char* KNOWN_CHARS[64]
+cdef PyObject* KNOWN_OBJECTS[64]
 
 cdef void _init_known_names():
     cdef int i, n, k = 0
     order = sorted(range(len(KNOWN_NAMES)), key=lambda j: len(KNOWN_NAMES[j]))
     assert len(order) <= 64 and max(len(x) for x in KNOWN_NAMES) <= MAX_KNOWN_LENGTH
+    for i in range(len(KNOWN_NAMES)):
+        KNOWN_CHARS[i] = <const unsigned char*>PyBytes_AS_STRING(KNOWN_NAMES[i])
+        KNOWN_OBJECTS[i] = <PyObject*>KNOWN_NAMES[i]
     for n in range(MAX_KNOWN_LENGTH + 1):
         KNOWN_BY_LENGTH_START[n] = k
         for i in order:
@@ -189,7 +196,7 @@ cdef inline int _known_name(const unsigned char* name, Py_ssize_t length) noexce
         return -1
     for k in range(KNOWN_BY_LENGTH_START[length], KNOWN_BY_LENGTH_END[length]):
         i = KNOWN_SORTED[k]
-        known = <const unsigned char*>PyBytes_AS_STRING(<bytes>KNOWN_NAMES[i])
+        known = KNOWN_CHARS[i]
         if LOWER[name[0]] != known[0]:
             continue
         j = 1
@@ -616,7 +623,7 @@ cdef class HttpParser:
             return self._fail(R_INVALID_HEADER_NAME, "invalid header field name")
         known = _known_name(p, i)
         if known >= 0:
-            name = <bytes>KNOWN_NAMES[known]
+            name = <bytes>KNOWN_OBJECTS[known]
         else:
             name = PyBytes_FromStringAndSize(NULL, i)
             out = PyBytes_AS_STRING(name)
