@@ -11,8 +11,11 @@ DEFAULT_MAX_CHUNK_EXTENSIONS_SIZE = 16384     # Node.js (llhttp) after CVE-2024-
 # Content-Length above 18 decimal digits cannot be a real body and would overflow int64 math.
 cdef enum:
     MAX_CONTENT_LENGTH_DIGITS = 18
-    # A chunk size above 2^62 is never legitimate; 16 hex digits bound the accumulator.
+    # A chunk size of 2^62 or more is never legitimate; refusing it before the accumulator
+    # is shifted again keeps it far from int64 overflow. 16 digits bound leading zeros.
     MAX_CHUNK_SIZE_DIGITS = 16
+
+cdef long long MAX_CHUNK_SIZE = 1LL << 62
 
 # ---- What execute() reports.
 cdef enum Event:

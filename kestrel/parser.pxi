@@ -418,6 +418,8 @@ cdef class HttpParser:
                     return EV_NEED_DATA
                 if data[pos] != (13 if state == S_CHUNK_DATA_CR else 10):
                     self.consumed = pos
+                    if data[pos] == 10 or state == S_CHUNK_DATA_LF:
+                        return self._fail(R_INVALID_LINE_ENDING, "bare LF or CR after chunk data")
                     return self._fail(R_MISSING_CHUNK_DATA_TERMINATOR,
                                       "chunk data not followed by CRLF")
                 pos += 1
@@ -439,27 +441,35 @@ cdef class HttpParser:
                 return EV_ERROR
 
     cdef int _buffer_partial(self, const char* data, Py_ssize_t length) except -1:
-        """Carry an unfinished line to the next call, refusing it once it is over its limit."""
+        """Carry an unfinished line to the next call, refusing it once it is over its limit.
+
+        Errors are checked in the same order as for a complete line (obs-fold, then size,
+        then bare CR in _check_partial_line), so the reason does not depend on the split.
+        """
         cdef Py_ssize_t needed = self.line_len + length, limit, capacity
         cdef int state = self.state
         cdef char* grown
+        # The line's content so far: a CR at the end may be the start of its CRLF.
+        cdef char last = data[length - 1] if length else (
+            self.line_buf[self.line_len - 1] if self.line_len else 0)
+        cdef Py_ssize_t content = needed - (1 if last == b'\r' else 0)
         if state == S_REQUEST_LINE:
-            # +1: the CR of the CRLF may already be here.
-            limit = self.max_request_line_size - self.start_line_bytes + 1
-            if needed > limit:
+            if content > self.max_request_line_size - self.start_line_bytes:
                 return self._fail(R_REQUEST_LINE_TOO_LONG, "request line too long")
         elif state == S_CHUNK_SIZE:
-            limit = MAX_CHUNK_SIZE_DIGITS + 1 + (self.max_chunk_extensions_size
-                                                 - self.chunk_ext_bytes)
-            if needed > limit:
+            limit = MAX_CHUNK_SIZE_DIGITS + (self.max_chunk_extensions_size
+                                             - self.chunk_ext_bytes)
+            if content > limit:
                 if memchr(data, b';', length) or (
                         self.line_len and memchr(self.line_buf, b';', self.line_len)):
                     return self._fail(R_CHUNK_EXTENSIONS_TOO_LARGE, "chunk extensions too large")
                 return self._fail(R_INVALID_CHUNK_SIZE, "chunk-size line too long")
         else:
-            # +2: the line's own CRLF counts towards the section size.
-            limit = self.max_request_headers_size - self.field_bytes
-            if needed + 2 > limit:
+            if self.line_len == 0 and length and (data[0] == b' ' or data[0] == b'\t'):
+                return self._fail(R_OBSOLETE_LINE_FOLDING, "line starts with whitespace")
+            # A field line counts with its CRLF towards the section size.
+            # (An empty line ends the section and is not counted.)
+            if content and content + 2 > self.max_request_headers_size - self.field_bytes:
                 return self._fail(R_HEADERS_TOO_LARGE, "header section too large")
         if needed > self.line_cap:
             capacity = max(needed, 2 * self.line_cap, 256)
@@ -477,24 +487,17 @@ cdef class HttpParser:
     cdef int _check_partial_line(self, Py_ssize_t appended) noexcept:
         """Refuse an unfinished line early when no ending could make it valid.
 
-        A CR that is not the last byte is a bare CR, and a field line that starts with
-        whitespace is obs-fold: both are errors whatever follows, so a client sending them is
-        answered at once rather than at the headers timeout. The checks have the same
-        priority as in _on_line, so the reason does not depend on how the bytes were split.
-        Only the bytes just appended (and the one before them) are scanned, so a line sent a
-        byte at a time costs linear time.
+        A CR that is not the last byte is a bare CR: an error whatever follows, so a client
+        sending one is answered at once rather than at the headers timeout (obs-fold is caught
+        the same way in _buffer_partial). Only the bytes just appended, and the one before
+        them, are scanned, so a line sent a byte at a time costs linear time.
         """
-        cdef int state = self.state
         cdef Py_ssize_t start = self.line_len - appended - 1
         if start < 0:
             start = 0
         if (self.line_len - 1 > start
                 and memchr(self.line_buf + start, b'\r', self.line_len - 1 - start) != NULL):
             return self._fail(R_INVALID_LINE_ENDING, "bare CR")
-        if ((state == S_HEADERS or state == S_TRAILERS)
-                and (self.line_buf[0] == b' ' or self.line_buf[0] == b'\t')
-                and self.field_count < self.max_request_headers):
-            return self._fail(R_OBSOLETE_LINE_FOLDING, "line starts with whitespace")
         return EV_NEED_DATA
 
     cdef int _on_line(self, const char* line, Py_ssize_t length) except -1:
@@ -509,6 +512,7 @@ cdef class HttpParser:
         if (event == EV_ERROR and length > 1 and self.error_reason != R_HEADERS_TOO_LARGE
                 and self.error_reason != R_TOO_MANY_HEADERS
                 and self.error_reason != R_REQUEST_LINE_TOO_LONG
+                and self.error_reason != R_OBSOLETE_LINE_FOLDING
                 and memchr(line, b'\r', length - 1) != NULL):
             self.error_reason = R_INVALID_LINE_ENDING
             self.error_detail = "bare CR"
@@ -548,31 +552,31 @@ cdef class HttpParser:
             i += 1
         method_end = i
         if i == 0 or i == length or p[i] != b' ':
-            if i < length and p[i] == b'\r':
-                return self._fail(R_INVALID_LINE_ENDING, "bare CR in request line")
             return self._fail(R_INVALID_REQUEST_LINE, "invalid method")
-        i += 1
-        target_start = i
-        while i < length and TARGET_CHAR[p[i]]:
-            i += 1
-        target_end = i
-        if i == target_start:
-            return self._fail(R_INVALID_REQUEST_LINE, "missing request-target")
-        if i == length:
+        target_start = i + 1
+        # The version is what follows the last SP, so a stray space is reported where it is:
+        # doubled separators as a bad request line, a space inside the target as a bad target.
+        target_end = length
+        while target_end > target_start and p[target_end - 1] != b' ':
+            target_end -= 1
+        if target_end == target_start:
             # "GET /" with no version is HTTP/0.9, which is not served.
             return self._fail(R_INVALID_REQUEST_LINE, "missing HTTP version")
-        if p[i] != b' ':
-            if p[i] == b'\r':
-                return self._fail(R_INVALID_LINE_ENDING, "bare CR in request line")
-            return self._fail(R_INVALID_REQUEST_TARGET, "invalid byte in request-target")
-        i += 1
+        i = target_end
+        target_end -= 1
         # HTTP-version = "HTTP/" DIGIT "." DIGIT (RFC 9112 §2.3)
         if (length - i != 8 or memcmp(p + i, b"HTTP/", 5) != 0
                 or not (48 <= p[i + 5] <= 57) or p[i + 6] != b'.'
                 or not (48 <= p[i + 7] <= 57)):
-            if memchr(p + i, b'\r', length - i):
-                return self._fail(R_INVALID_LINE_ENDING, "bare CR in request line")
             return self._fail(R_INVALID_HTTP_VERSION, "invalid HTTP version")
+        if (target_end == target_start or p[target_start] == b' '
+                or p[target_end - 1] == b' '):
+            return self._fail(R_INVALID_REQUEST_LINE, "request line parts not separated by "
+                                                      "exactly one SP")
+        for i in range(target_start, target_end):
+            if not TARGET_CHAR[p[i]]:
+                return self._fail(R_INVALID_REQUEST_TARGET, "invalid byte in request-target")
+        i = length - 8
         if p[i + 5] != b'1':
             return self._fail(R_UNSUPPORTED_HTTP_VERSION, "only HTTP/1.x is served")
         # A higher 1.x minor is served as 1.1 (RFC 9110 §2.5).
@@ -609,14 +613,15 @@ cdef class HttpParser:
         cdef int known
         cdef bytes name
         cdef char* out
+        # Order matters: the partial-line checks in _buffer_partial use the same one.
+        if p[0] == b' ' or p[0] == b'\t':
+            return self._fail(R_OBSOLETE_LINE_FOLDING, "line starts with whitespace")
         self.field_bytes += length + 2
-        if self.field_bytes + 2 > self.max_request_headers_size:
+        if self.field_bytes > self.max_request_headers_size:
             return self._fail(R_HEADERS_TOO_LARGE, "header section too large")
         self.field_count += 1
         if self.field_count > self.max_request_headers:
             return self._fail(R_TOO_MANY_HEADERS, "too many header fields")
-        if p[0] == b' ' or p[0] == b'\t':
-            return self._fail(R_OBSOLETE_LINE_FOLDING, "line starts with whitespace")
         while i < length and TOKEN_CHAR[p[i]]:
             i += 1
         if i == 0 or i == length or p[i] != b':':
@@ -786,11 +791,11 @@ cdef class HttpParser:
         cdef long long size = 0
         cdef int digit
         while i < length and HEX_VALUE[p[i]] >= 0:
-            if i == MAX_CHUNK_SIZE_DIGITS:
+            if i == MAX_CHUNK_SIZE_DIGITS or size >= MAX_CHUNK_SIZE >> 4:
                 return self._fail(R_INVALID_CHUNK_SIZE, "chunk size too large")
             size = size * 16 + HEX_VALUE[p[i]]
             i += 1
-        if i == 0 or size >= (1LL << 62):
+        if i == 0:
             return self._fail(R_INVALID_CHUNK_SIZE, "invalid chunk size")
         ext_start = i
         while i < length:
@@ -862,8 +867,10 @@ cdef class HttpParser:
 
     def resume(self):
         """Go on parsing HTTP after an upgrade request the server did not accept."""
-        if self.state != S_PAUSED or not self.keep_alive:
-            raise RuntimeError("resume() is only for a paused upgrade request")
+        if self.state != S_PAUSED or not self.keep_alive or self.is_connect:
+            # After CONNECT the bytes that follow have no HTTP framing at all (RFC 9110
+            # §9.3.6): a server that declines the tunnel must close, not read on.
+            raise RuntimeError("resume() is only for a paused Upgrade request")
         self._begin_message()
         self.state = S_REQUEST_LINE
 
