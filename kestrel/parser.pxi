@@ -454,8 +454,13 @@ cdef class HttpParser:
             self.line_buf[self.line_len - 1] if self.line_len else 0)
         cdef Py_ssize_t content = needed - (1 if last == b'\r' else 0)
         if state == S_REQUEST_LINE:
-            if content > self.max_request_line_size - self.start_line_bytes:
-                return self._fail(R_REQUEST_LINE_TOO_LONG, "request line too long")
+            limit = self.max_request_line_size - self.start_line_bytes
+            if content > limit:
+                if (memchr(self.line_buf, b' ', min(self.line_len, limit)) != NULL
+                        or (limit > self.line_len
+                            and memchr(data, b' ', min(length, limit - self.line_len)) != NULL)):
+                    return self._fail(R_REQUEST_LINE_TOO_LONG, "request line too long")
+                return self._fail(R_INVALID_REQUEST_LINE, "method longer than the request line")
         elif state == S_CHUNK_SIZE:
             limit = MAX_CHUNK_SIZE_DIGITS + (self.max_chunk_extensions_size
                                              - self.chunk_ext_bytes)
@@ -546,8 +551,13 @@ cdef class HttpParser:
         cdef unsigned char c
         cdef str method
         cdef RequestHead head
-        if self.start_line_bytes + length > self.max_request_line_size:
-            return self._fail(R_REQUEST_LINE_TOO_LONG, "request line too long")
+        i = self.max_request_line_size - self.start_line_bytes
+        if length > i:
+            # 414 is about the target; a line whose method alone passes the limit is just bad.
+            if memchr(line, b' ', i) != NULL:
+                return self._fail(R_REQUEST_LINE_TOO_LONG, "request line too long")
+            return self._fail(R_INVALID_REQUEST_LINE, "method longer than the request line")
+        i = 0
         while i < length and TOKEN_CHAR[p[i]]:
             i += 1
         method_end = i
