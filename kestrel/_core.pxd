@@ -71,9 +71,11 @@ cdef class HttpParser:
 
     cdef int execute(self, const char* data, Py_ssize_t length) except -1
     cdef int _fail(self, int reason, str detail) noexcept
+    cdef Py_ssize_t _line_budget(self, int state) noexcept
     cdef int _buffer_partial(self, const char* data, Py_ssize_t length) except -1
-    cdef int _check_partial_line(self, Py_ssize_t appended) noexcept
-    cdef int _on_line(self, const char* line, Py_ssize_t length) except -1
+    cdef int _early_reason(self, int state, const unsigned char* p, Py_ssize_t n,
+                           Py_ssize_t scanned, bint scan_cr) noexcept
+    cdef int _on_line(self, const char* line, Py_ssize_t length, Py_ssize_t scanned) except -1
     cdef int _dispatch_line(self, const char* line, Py_ssize_t length) except -1
     cdef int _request_line(self, const char* line, Py_ssize_t length) except -1
     cdef int _field_line(self, const char* line, Py_ssize_t length, bint trailer) except -1

@@ -349,10 +349,10 @@ cdef class HttpParser:
 
     cdef int execute(self, const char* data, Py_ssize_t length) except -1:
         """Parse from data[0:length]; report one event; set self.consumed."""
-        cdef Py_ssize_t pos = 0, n, line_length
+        cdef Py_ssize_t pos = 0, n, line_length, scanned
         cdef const char* newline
         cdef const char* line
-        cdef int event, state
+        cdef int event, state, reason
         self.consumed = 0
         while True:
             state = self.state
@@ -363,14 +363,18 @@ cdef class HttpParser:
                     return EV_NEED_DATA
                 newline = <const char*>memchr(data + pos, b'\n', length - pos)
                 if newline == NULL:
-                    if self._buffer_partial(data + pos, length - pos) == EV_ERROR:
-                        return EV_ERROR
+                    scanned = self.line_len
+                    self._buffer_partial(data + pos, length - pos)
                     self.consumed = length
-                    return self._check_partial_line(length - pos)
+                    reason = self._early_reason(state, <const unsigned char*>self.line_buf,
+                                                self.line_len, scanned, True)
+                    if reason != R_NONE:
+                        return self._fail(reason, "refused before the end of the line")
+                    return EV_NEED_DATA
                 n = newline - (data + pos)
-                if self.line_len:
-                    if self._buffer_partial(data + pos, n) == EV_ERROR:
-                        return EV_ERROR
+                scanned = self.line_len
+                if scanned:
+                    self._buffer_partial(data + pos, n)
                     line = self.line_buf
                     line_length = self.line_len
                 else:
@@ -378,7 +382,7 @@ cdef class HttpParser:
                     line_length = n
                 pos += n + 1
                 self.line_len = 0
-                event = self._on_line(line, line_length)
+                event = self._on_line(line, line_length, scanned)
                 if event != EV_NEED_DATA:
                     self.consumed = pos
                     return event
@@ -440,44 +444,37 @@ cdef class HttpParser:
                 self.consumed = pos
                 return EV_ERROR
 
-    cdef int _buffer_partial(self, const char* data, Py_ssize_t length) except -1:
-        """Carry an unfinished line to the next call, refusing it once it is over its limit.
+    # ---- Errors within one line.
+    #
+    # A line can arrive whole or a byte at a time, and its error must not depend on which. So
+    # a few checks are "early": each fires at a definite byte of the line, and can therefore
+    # be applied to an unfinished line as well as to a whole one (obs-fold and the field
+    # count at byte 1, a size limit at the byte that passes it, a bare CR at the byte after
+    # it, chunk-size digits at the 17th). In either case the check that fires first wins.
+    # Only when none fires is the line judged as a whole: a bare LF ending, then its content.
+    # An unfinished line is kept only up to the size at which an early check must fire, so
+    # no line costs more memory than its limit.
 
-        Errors are checked in the same order as for a complete line (obs-fold, then size,
-        then bare CR in _check_partial_line), so the reason does not depend on the split.
-        """
-        cdef Py_ssize_t needed = self.line_len + length, limit, capacity
-        cdef int state = self.state
-        cdef char* grown
-        # The line's content so far: a CR at the end may be the start of its CRLF.
-        cdef char last = data[length - 1] if length else (
-            self.line_buf[self.line_len - 1] if self.line_len else 0)
-        cdef Py_ssize_t content = needed - (1 if last == b'\r' else 0)
+    cdef Py_ssize_t _line_budget(self, int state) noexcept:
+        """Content bytes a line in this state may hold before a size check fires."""
+        cdef Py_ssize_t budget
         if state == S_REQUEST_LINE:
-            limit = self.max_request_line_size - self.start_line_bytes
-            if content > limit:
-                if (memchr(self.line_buf, b' ', min(self.line_len, limit)) != NULL
-                        or (limit > self.line_len
-                            and memchr(data, b' ', min(length, limit - self.line_len)) != NULL)):
-                    return self._fail(R_REQUEST_LINE_TOO_LONG, "request line too long")
-                return self._fail(R_INVALID_REQUEST_LINE, "method longer than the request line")
+            budget = self.max_request_line_size - self.start_line_bytes
         elif state == S_CHUNK_SIZE:
-            limit = MAX_CHUNK_SIZE_DIGITS + (self.max_chunk_extensions_size
-                                             - self.chunk_ext_bytes)
-            if content > limit:
-                if memchr(data, b';', length) or (
-                        self.line_len and memchr(self.line_buf, b';', self.line_len)):
-                    return self._fail(R_CHUNK_EXTENSIONS_TOO_LARGE, "chunk extensions too large")
-                return self._fail(R_INVALID_CHUNK_SIZE, "chunk-size line too long")
+            budget = MAX_CHUNK_SIZE_DIGITS + self.max_chunk_extensions_size - self.chunk_ext_bytes
         else:
-            if self.line_len == 0 and length and (data[0] == b' ' or data[0] == b'\t'):
-                return self._fail(R_OBSOLETE_LINE_FOLDING, "line starts with whitespace")
-            # A field line counts with its CRLF towards the section size.
-            # (An empty line ends the section and is not counted.)
-            if content and content + 2 > self.max_request_headers_size - self.field_bytes:
-                return self._fail(R_HEADERS_TOO_LARGE, "header section too large")
-        if needed > self.line_cap:
-            capacity = max(needed, 2 * self.line_cap, 256)
+            # The field line's own CRLF counts towards the section.
+            budget = self.max_request_headers_size - self.field_bytes - 2
+        return budget if budget > 0 else 0
+
+    cdef int _buffer_partial(self, const char* data, Py_ssize_t length) except -1:
+        """Append to the unfinished line, never past the point where an early check fires."""
+        cdef Py_ssize_t room = self._line_budget(self.state) + 3 - self.line_len, capacity
+        cdef char* grown
+        if length > room:
+            length = room if room > 0 else 0
+        if self.line_len + length > self.line_cap:
+            capacity = max(self.line_len + length, 2 * self.line_cap, 256)
             grown = <char*>PyMem_Realloc(self.line_buf, capacity)
             if grown == NULL:
                 raise MemoryError()
@@ -486,41 +483,85 @@ cdef class HttpParser:
             self.line_buf = grown
             self.line_cap = capacity
         memcpy(self.line_buf + self.line_len, data, length)
-        self.line_len = needed
-        return EV_NEED_DATA
+        self.line_len += length
+        return 0
 
-    cdef int _check_partial_line(self, Py_ssize_t appended) noexcept:
-        """Refuse an unfinished line early when no ending could make it valid.
+    cdef int _early_reason(self, int state, const unsigned char* p, Py_ssize_t n,
+                           Py_ssize_t scanned, bint scan_cr) noexcept:
+        """The early check that fires first within p[0:n] (a line without its LF), or R_NONE.
 
-        A CR that is not the last byte is a bare CR: an error whatever follows, so a client
-        sending one is answered at once rather than at the headers timeout (obs-fold is caught
-        the same way in _buffer_partial). Only the bytes just appended, and the one before
-        them, are scanned, so a line sent a byte at a time costs linear time.
+        state: the line's state (not self.state, which a failure has already changed).
+        p[0:scanned] was checked before and fired nothing. scan_cr: also look for bare CRs
+        (skipped on the valid path, where the character classes would catch one anyway).
         """
-        cdef Py_ssize_t start = self.line_len - appended - 1
-        if start < 0:
-            start = 0
-        if (self.line_len - 1 > start
-                and memchr(self.line_buf + start, b'\r', self.line_len - 1 - start) != NULL):
-            return self._fail(R_INVALID_LINE_ENDING, "bare CR")
-        return EV_NEED_DATA
+        cdef int reason = R_NONE
+        cdef Py_ssize_t first = n + 1, at, digits, start
+        cdef const void* cr
+        if n == 0:
+            return R_NONE
+        if state == S_HEADERS or state == S_TRAILERS:
+            if p[0] == b' ' or p[0] == b'\t':
+                first = 1
+                reason = R_OBSOLETE_LINE_FOLDING
+            elif p[0] != b'\r' and self.field_count >= self.max_request_headers:
+                first = 1
+                reason = R_TOO_MANY_HEADERS
+            at = _passes_limit_at(p, n, self._line_budget(state))
+            if at < first:
+                first = at
+                reason = R_HEADERS_TOO_LARGE
+        elif state == S_REQUEST_LINE:
+            at = _passes_limit_at(p, n, self._line_budget(state))
+            if at < first:
+                first = at
+                # 414 is about the target; a line whose method alone passes the limit is
+                # just a bad request line.
+                reason = (R_REQUEST_LINE_TOO_LONG
+                          if memchr(p, b' ', self._line_budget(state)) != NULL
+                          else R_INVALID_REQUEST_LINE)
+        else:
+            digits = 0
+            while digits < n and digits <= MAX_CHUNK_SIZE_DIGITS and HEX_VALUE[p[digits]] >= 0:
+                digits += 1
+            if digits > MAX_CHUNK_SIZE_DIGITS:
+                first = digits
+                reason = R_INVALID_CHUNK_SIZE
+            elif digits < n:
+                at = digits + _passes_limit_at(
+                    p + digits, n - digits,
+                    self.max_chunk_extensions_size - self.chunk_ext_bytes)
+                if at < first:
+                    first = at
+                    reason = (R_CHUNK_EXTENSIONS_TOO_LARGE if p[digits] == b';'
+                              else R_INVALID_CHUNK_SIZE)
+        if scan_cr:
+            # A CR with a byte after it in the line is bare; it fires at that byte.
+            start = scanned - 1 if scanned > 0 else 0
+            if n - 1 > start and first > start + 2:
+                cr = memchr(p + start, b'\r', n - 1 - start)
+                if cr != NULL:
+                    at = (<const unsigned char*>cr - p) + 2
+                    if at < first:
+                        first = at
+                        reason = R_INVALID_LINE_ENDING
+        return reason if first <= n else R_NONE
 
-    cdef int _on_line(self, const char* line, Py_ssize_t length) except -1:
-        """Handle one line (without its LF). Returns EV_NEED_DATA to go on, or an event."""
-        cdef int event
-        if length == 0 or line[length - 1] != b'\r':
-            return self._fail(R_INVALID_LINE_ENDING, "line not terminated by CRLF")
-        # No valid line holds a CR except in its CRLF, and every character class excludes CR,
-        # so a bare CR always ends in an error; report it as the line-ending error it is
-        # (checked only after a failure, to keep the valid path free of it).
-        event = self._dispatch_line(line, length - 1)
-        if (event == EV_ERROR and length > 1 and self.error_reason != R_HEADERS_TOO_LARGE
-                and self.error_reason != R_TOO_MANY_HEADERS
-                and self.error_reason != R_REQUEST_LINE_TOO_LONG
-                and self.error_reason != R_OBSOLETE_LINE_FOLDING
-                and memchr(line, b'\r', length - 1) != NULL):
-            self.error_reason = R_INVALID_LINE_ENDING
-            self.error_detail = "bare CR"
+    cdef int _on_line(self, const char* line, Py_ssize_t length, Py_ssize_t scanned) except -1:
+        """Handle one whole line (without its LF). Returns EV_NEED_DATA to go on, or an event."""
+        cdef int event, reason, state = self.state
+        reason = self._early_reason(state, <const unsigned char*>line, length, scanned, False)
+        if reason != R_NONE:
+            event = self._fail(reason, "line refused")
+        elif length == 0 or line[length - 1] != b'\r':
+            event = self._fail(R_INVALID_LINE_ENDING, "line not terminated by CRLF")
+        else:
+            event = self._dispatch_line(line, length - 1)
+            if event != EV_ERROR:
+                return event
+        # A bare CR fires earlier than the end of the line, so it outranks what was found.
+        reason = self._early_reason(state, <const unsigned char*>line, length, scanned, True)
+        if reason != R_NONE:
+            self.error_reason = reason
         return event
 
     cdef int _dispatch_line(self, const char* line, Py_ssize_t length) except -1:
@@ -551,13 +592,6 @@ cdef class HttpParser:
         cdef unsigned char c
         cdef str method
         cdef RequestHead head
-        i = self.max_request_line_size - self.start_line_bytes
-        if length > i:
-            # 414 is about the target; a line whose method alone passes the limit is just bad.
-            if memchr(line, b' ', i) != NULL:
-                return self._fail(R_REQUEST_LINE_TOO_LONG, "request line too long")
-            return self._fail(R_INVALID_REQUEST_LINE, "method longer than the request line")
-        i = 0
         while i < length and TOKEN_CHAR[p[i]]:
             i += 1
         method_end = i
@@ -623,15 +657,9 @@ cdef class HttpParser:
         cdef int known
         cdef bytes name
         cdef char* out
-        # Order matters: the partial-line checks in _buffer_partial use the same one.
-        if p[0] == b' ' or p[0] == b'\t':
-            return self._fail(R_OBSOLETE_LINE_FOLDING, "line starts with whitespace")
+        # Obs-fold, the field count and the section size were checked by _early_reason().
         self.field_bytes += length + 2
-        if self.field_bytes > self.max_request_headers_size:
-            return self._fail(R_HEADERS_TOO_LARGE, "header section too large")
         self.field_count += 1
-        if self.field_count > self.max_request_headers:
-            return self._fail(R_TOO_MANY_HEADERS, "too many header fields")
         while i < length and TOKEN_CHAR[p[i]]:
             i += 1
         if i == 0 or i == length or p[i] != b':':
@@ -787,8 +815,10 @@ cdef class HttpParser:
         self.upgrade = self.is_connect or (self.conn_upgrade and self.has_upgrade_header)
         head.headers = self.headers
         head.keep_alive = self.keep_alive
-        head.content_length = -1 if self.has_transfer_encoding else self.content_length
-        head.chunked = self.has_transfer_encoding
+        # CONNECT has no content whatever its headers say (RFC 9110 §9.3.6).
+        head.content_length = (-1 if self.has_transfer_encoding or self.is_connect
+                               else self.content_length)
+        head.chunked = self.has_transfer_encoding and not self.is_connect
         head.upgrade = self.upgrade
         head.expect_continue = self.expect_continue
         self.state = S_HEADERS_DONE
@@ -846,9 +876,8 @@ cdef class HttpParser:
                     if i == digit:
                         return self._fail(R_INVALID_CHUNK_EXTENSION,
                                           "chunk extension without a value")
+        # The extension budget was checked by _early_reason().
         self.chunk_ext_bytes += length - ext_start
-        if self.chunk_ext_bytes > self.max_chunk_extensions_size:
-            return self._fail(R_CHUNK_EXTENSIONS_TOO_LARGE, "chunk extensions too large")
         if size == 0:
             self.field_bytes = 0
             self.field_count = 0
@@ -961,3 +990,18 @@ cdef bint _absolute_form(const unsigned char* p, Py_ssize_t n) noexcept:
                 or c == b'+' or c == b'-' or c == b'.'):
             return False
     return False
+
+
+cdef inline Py_ssize_t _passes_limit_at(const unsigned char* p, Py_ssize_t n,
+                                        Py_ssize_t budget) noexcept:
+    """The prefix length at which a line's content first exceeds budget, or n + 1.
+
+    A trailing CR may be the start of the CRLF, so it is not content until a byte follows.
+    """
+    if budget < 0:
+        budget = 0
+    if n <= budget:
+        return n + 1
+    if p[budget] != b'\r':
+        return budget + 1
+    return budget + 2 if n > budget + 1 else n + 1
