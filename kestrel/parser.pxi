@@ -977,7 +977,12 @@ cdef bint _valid_authority(const unsigned char* p, Py_ssize_t n) noexcept:
 
 
 cdef bint _absolute_form(const unsigned char* p, Py_ssize_t n) noexcept:
-    """scheme ":" ..., scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) (RFC 3986 §3.1)."""
+    """scheme "://" authority ..., scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ).
+
+    RFC 3986 §3.1 would also allow "scheme:path" with no authority, but an http(s) URI always
+    has one (RFC 9110 §4.2), and without "//" a CONNECT-style "host:443" would read as a URI
+    whose scheme is "host".
+    """
     cdef Py_ssize_t i
     cdef unsigned char c
     if n < 2 or not ((65 <= p[0] <= 90) or (97 <= p[0] <= 122)):
@@ -985,7 +990,8 @@ cdef bint _absolute_form(const unsigned char* p, Py_ssize_t n) noexcept:
     for i in range(1, n):
         c = p[i]
         if c == b':':
-            return True
+            return (i + 3 < n and p[i + 1] == b'/' and p[i + 2] == b'/'
+                    and p[i + 3] != b'/' and p[i + 3] != b'?' and p[i + 3] != b'#')
         if not ((65 <= c <= 90) or (97 <= c <= 122) or (48 <= c <= 57)
                 or c == b'+' or c == b'-' or c == b'.'):
             return False
