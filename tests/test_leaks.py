@@ -65,13 +65,15 @@ def test_debug_build_counters_balance(tmp_path: Path) -> None:
         shutil.copy(ROOT / name, tree / name)
     shutil.copy(Path(__file__), tree / "leak_workload.py")
     env = dict(os.environ, KESTREL_DEBUG="1")
-    subprocess.run(
+    build = subprocess.run(
         [sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
         cwd=tree,
         env=env,
-        check=True,
         capture_output=True,
+        text=True,
     )
+    assert build.returncode == 0, f"debug build failed:\n{build.stderr[-3000:]}"
+
     assert (tree / "kestrel" / "_core.html").exists(), "debug build writes the annotation"
     script = textwrap.dedent(
         """
@@ -88,10 +90,10 @@ def test_debug_build_counters_balance(tmp_path: Path) -> None:
         [sys.executable, "-c", script],
         cwd=tree,
         env=dict(env, PYTHONPATH=str(tree)),
-        check=True,
         capture_output=True,
         text=True,
     )
+    assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
     counters = report["counters"]
     assert report["events"] > 1000
