@@ -16,6 +16,12 @@
 #
 # Body bytes are never copied by the parser: EV_BODY points into the caller's buffer.
 #
+# In `cython -a`, the only Python API on the per-request path is making the objects the server
+# is handed: the target and value bytes, lowercased names not in KNOWN_NAMES, the
+# (name, value) tuples and their list, and the RequestHead (plus the reference counting of
+# the functions that hold them). Scanning, validation and framing are plain C; method names,
+# versions and common header names are shared objects.
+#
 # Invariants
 # - state == S_ERROR is final; error_reason is set.
 # - line_len > 0 only in a line-oriented state (request line, headers, chunk size, trailers).
