@@ -555,6 +555,10 @@ cdef class HttpParser:
     cdef int _on_line(self, const char* line, Py_ssize_t length, Py_ssize_t scanned) except -1:
         """Handle one whole line (without its LF). Returns EV_NEED_DATA to go on, or an event."""
         cdef int event, reason, state = self.state
+        # The counters the early checks read, as they were before this line.
+        cdef Py_ssize_t field_bytes = self.field_bytes, field_count = self.field_count
+        cdef Py_ssize_t start_line_bytes = self.start_line_bytes
+        cdef Py_ssize_t chunk_ext_bytes = self.chunk_ext_bytes
         reason = self._early_reason(state, <const unsigned char*>line, length, scanned, False)
         if reason != R_NONE:
             event = self._fail(reason, "line refused")
@@ -564,6 +568,10 @@ cdef class HttpParser:
             event = self._dispatch_line(line, length - 1)
             if event != EV_ERROR:
                 return event
+            self.field_bytes = field_bytes
+            self.field_count = field_count
+            self.start_line_bytes = start_line_bytes
+            self.chunk_ext_bytes = chunk_ext_bytes
         # A bare CR fires earlier than the end of the line, so it outranks what was found.
         reason = self._early_reason(state, <const unsigned char*>line, length, scanned, True)
         if reason != R_NONE:
