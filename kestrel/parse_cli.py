@@ -11,6 +11,7 @@ line endings (as in a hand-edited file) to CRLF first, since the parser rejects 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import BinaryIO
 
@@ -91,7 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         data = sys.stdin.buffer.read()
     if args.lf_to_crlf:
         data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    return describe(data)
+    try:
+        return describe(data)
+    except BrokenPipeError:
+        # The reader went away (`kestrel-parse ... | head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
