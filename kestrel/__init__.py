@@ -1,7 +1,28 @@
 """kestrel: an HTTP/1.1 server and micro-framework with a Cython engine."""
 
-from kestrel._core import HttpParseError, HttpParser, RejectReason, RequestHead
+from kestrel._core import (
+    ClientDisconnect,
+    HttpParseError,
+    HttpParser,
+    RejectReason,
+    Request,
+    RequestHead,
+    Response,
+)
+from kestrel.server import Server, new_event_loop, serve_in_thread
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["HttpParseError", "HttpParser", "RejectReason", "RequestHead", "__version__"]
+__all__ = [
+    "ClientDisconnect",
+    "HttpParseError",
+    "HttpParser",
+    "RejectReason",
+    "Request",
+    "RequestHead",
+    "Response",
+    "Server",
+    "__version__",
+    "new_event_loop",
+    "serve_in_thread",
+]

@@ -85,3 +85,133 @@ cdef class HttpParser:
     cdef void _transfer_encoding(self, const unsigned char* value, Py_ssize_t length) noexcept
     cdef void _connection(self, const unsigned char* value, Py_ssize_t length) noexcept
     cdef void _begin_message(self) noexcept
+
+
+# ---- The engine (engine.pxi, connection.pxi, server.pxi).
+
+from libc.stdint cimport uint32_t
+from kestrel.includes.system cimport epoll_event
+
+
+cdef class EpollHandler:
+    cdef int fd
+    cdef void on_events(self, uint32_t events) noexcept
+
+
+cdef class EpollSelector:
+    cdef int epfd
+    cdef epoll_event* events
+    cdef dict _keys
+    cdef dict handlers
+    cdef list _released
+    cdef int _ctl(self, int op, int fd, int events) except -1
+    cdef int add_handler(self, EpollHandler handler, uint32_t events) except -1
+    cdef int modify_handler(self, EpollHandler handler, uint32_t events) noexcept
+    cdef void remove_handler(self, EpollHandler handler) noexcept
+
+
+cdef class OutputBuffer:
+    cdef char* data
+    cdef Py_ssize_t length
+    cdef Py_ssize_t capacity
+    cdef int _grow(self, Py_ssize_t needed) except -1
+    cdef int append(self, const char* data, Py_ssize_t size) except -1
+    cdef int append_bytes(self, bytes data) except -1
+    cdef int append_content_length(self, Py_ssize_t value) except -1
+
+
+cdef class Response:
+    cdef public bytes body
+    cdef public int status
+    cdef public object headers
+    cdef public object content_type
+
+
+cdef class HttpServer:
+    cdef object app
+    cdef object loop
+    cdef EpollSelector selector
+    cdef char* scratch
+    cdef OutputBuffer out
+    cdef bytes date_line
+    cdef bytes server_line
+    cdef bint access_log
+    cdef list listeners
+    cdef set connections
+    cdef dict rejections
+    cdef object heartbeat
+    cdef object task_class
+    cdef Py_ssize_t max_request_line_size
+    cdef Py_ssize_t max_request_headers_size
+    cdef Py_ssize_t max_request_headers
+    cdef long long max_request_body_size
+    cdef readonly long long connections_total
+    cdef readonly long long requests_total
+    cdef readonly long long responses_total
+    cdef readonly long long bytes_read
+    cdef readonly long long bytes_written
+    cdef HttpParser _new_parser(self)
+    cdef void _open_connection(self, int fd) except *
+    cdef void _connection_closed(self, Connection connection) noexcept
+    cdef object _start_task(self, coro)
+    cdef void _log_accept_error(self, int error) noexcept
+
+
+cdef class Listener(EpollHandler):
+    cdef HttpServer server
+    cdef object sock
+
+
+cdef class RequestBody:
+    cdef object chunks
+    cdef bint complete
+    cdef object waiter
+    cdef object error
+    cdef bint started
+    cdef bint read_all
+    cdef void feed(self, bytes chunk) noexcept
+    cdef void finish(self) noexcept
+    cdef void fail(self, object error) noexcept
+    cdef void _wake(self) noexcept
+
+
+cdef class Request:
+    cdef readonly RequestHead head
+    cdef Connection connection
+    cdef RequestBody body_stream
+    cdef bytes body_bytes
+
+
+cdef class Connection(EpollHandler):
+    cdef HttpServer server
+    cdef HttpParser parser
+    cdef bytearray pending_in
+    cdef bytearray pending_out
+    cdef Request current
+    cdef object task
+    cdef uint32_t events
+    cdef bint handler_running
+    cdef bint message_complete
+    cdef bint close_after_write
+    cdef bint closed
+    cdef bint peer_eof
+    cdef object peer
+    cdef object peer_address(self)
+    cdef void _on_readable(self)
+    cdef void _process_buffer(self, bytearray data)
+    cdef void _process(self, char* data, Py_ssize_t size)
+    cdef void _keep(self, char* data, Py_ssize_t size)
+    cdef Py_ssize_t _process_ptr(self, char* data, Py_ssize_t size)
+    cdef void _start_request(self, RequestHead head)
+    cdef void _task_result(self, task)
+    cdef void _handler_done(self, result, exc)
+    cdef void _write_result(self, Request request, result)
+    cdef void _write_response(self, Request request, int status, headers, bytes body,
+                              content_type)
+    cdef void _reject(self, int reason)
+    cdef void _close_if_done(self)
+    cdef void _flush(self)
+    cdef void _set_events(self, uint32_t events)
+    cdef void _on_eof(self)
+    cdef void close(self)
+    cdef void abort(self)

@@ -1,7 +1,10 @@
 """Type stubs for the Cython core (kestrel/_core.pyx)."""
 
+import asyncio
 import enum
-from typing import Final
+from collections.abc import AsyncIterator, Awaitable, Callable
+from socket import socket
+from typing import Any, Final
 
 class RejectReason(enum.IntEnum):
     """Why a request was rejected. Each value maps to one status in REJECT_STATUS."""
@@ -89,3 +92,71 @@ class HttpParser:
     def messages_completed(self) -> int: ...
 
 def debug_counters() -> dict[str, int]: ...
+
+# ---- The engine.
+
+class ClientDisconnect(Exception):
+    """The client closed the connection before the request body was complete."""
+
+class BodyConsumedError(RuntimeError):
+    """The request body was already read in full."""
+
+class Request:
+    @property
+    def method(self) -> str: ...
+    @property
+    def target(self) -> bytes: ...
+    @property
+    def http_version(self) -> str: ...
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]: ...
+    @property
+    def client(self) -> tuple[str, int] | None: ...
+    head: RequestHead
+    def stream(self) -> AsyncIterator[bytes]: ...
+    async def body(self) -> bytes: ...
+
+HeaderItems = list[tuple[str | bytes, str | bytes]] | dict[str | bytes, str | bytes]
+
+class Response:
+    body: bytes
+    status: int
+    headers: HeaderItems
+    content_type: str | bytes | None
+    def __init__(
+        self,
+        body: bytes | str | bytearray | memoryview = b"",
+        status: int = 200,
+        headers: HeaderItems | None = None,
+        content_type: str | bytes | None = None,
+    ) -> None: ...
+
+EAGER_TASKS_NATIVE: Final[bool]
+REASON_PHRASES: Final[dict[int, bytes]]
+
+class EpollSelector: ...
+
+class KestrelEventLoop(asyncio.SelectorEventLoop):
+    def __init__(self) -> None: ...
+
+class HttpServer:
+    connections_total: int
+    requests_total: int
+    responses_total: int
+    bytes_read: int
+    bytes_written: int
+    def __init__(
+        self,
+        app: Callable[[Request], Awaitable[Any]],
+        *,
+        loop: asyncio.AbstractEventLoop,
+        access_log: bool = False,
+        server_header: str | None = "kestrel",
+        max_request_line_size: int = 8192,
+        max_request_headers_size: int = 32768,
+        max_request_headers: int = 100,
+        max_request_body_size: int = 30_000_000,
+    ) -> None: ...
+    def listen(self, sock: socket) -> None: ...
+    def close(self) -> None: ...
+    def stats(self) -> dict[str, Any]: ...

@@ -6,7 +6,10 @@ Theory of operation
 This module is assembled from fragments, each with its own theory of operation:
 
 - consts.pxi  default limits (with precedents), event codes, states, rejection reasons
-- parser.pxi  the sans-IO HTTP/1.1 request parser
+- parser.pxi      the sans-IO HTTP/1.1 request parser
+- engine.pxi      the epoll selector asyncio runs on, which also owns the HTTP sockets
+- connection.pxi  listeners, connections, requests and bodies, the response writer
+- server.pxi      the server object, the heartbeat, the event loop class
 
 The core never imports the Python layer; the Python layer imports the core.
 
@@ -40,3 +43,6 @@ def debug_counters():
 DEBUG_BUILD = bool(KESTREL_DEBUG)
 
 include "parser.pxi"
+include "engine.pxi"
+include "connection.pxi"
+include "server.pxi"

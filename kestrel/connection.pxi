@@ -1,0 +1,519 @@
+# Listeners, connections, requests and their bodies, and the response writer.
+#
+# Theory of operation
+# -------------------
+# A Connection reads into the server's scratch buffer and runs the parser over it. A
+# RequestHead starts the handler at once (the body, if any, streams in behind it). While a
+# handler runs, body bytes go to its RequestBody; once the message is complete, parsing stops
+# and whatever follows (pipelined requests) is kept in pending_in until the response is out.
+# Responses are serialized into the server's output buffer and sent directly; a connection
+# keeps only what the socket did not accept.
+#
+# A body the handler did not read is discarded as it is parsed, after the response was
+# written: the response always goes out first, and the unread bytes are never parsed as a
+# request. (Draining limits and timeouts are issue #5.)
+
+cdef enum:
+    # Output buffer growth step; responses larger than this are sent with writev.
+    OUT_INITIAL = 16384
+
+
+cdef class Listener(EpollHandler):
+    """A listening socket: accepts every pending connection when readable."""
+
+    def __cinit__(self, HttpServer server, sock):
+        self.server = server
+        self.sock = sock          # keeps the Python socket (and its fd) alive
+        self.fd = sock.fileno()
+
+    cdef void on_events(self, uint32_t events) noexcept:
+        cdef int fd, one = 1
+        while True:
+            fd = accept4(self.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)
+            if fd < 0:
+                if errno == EINTR or errno == ECONNABORTED or errno == EPROTO:
+                    continue
+                if errno != EAGAIN:
+                    # EMFILE/ENFILE/ENOBUFS: leave the connection in the backlog for now.
+                    self.server._log_accept_error(errno)
+                return
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
+            try:
+                self.server._open_connection(fd)
+            except BaseException as exc:
+                close(fd)
+                _log.exception("could not set up a connection", exc_info=exc)
+
+
+@cython.freelist(256)
+cdef class RequestBody:
+    """The request body as a stream the handler pulls from."""
+
+    def __cinit__(self):
+        self.chunks = collections.deque()
+        self.complete = False
+        self.waiter = None
+        self.error = None
+        self.started = False
+        self.read_all = False
+
+    cdef void feed(self, bytes chunk) noexcept:
+        self.chunks.append(chunk)
+        self._wake()
+
+    cdef void finish(self) noexcept:
+        self.complete = True
+        self._wake()
+
+    cdef void fail(self, object error) noexcept:
+        if not self.complete:
+            self.error = error
+            self._wake()
+
+    cdef void _wake(self) noexcept:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def read_chunk(self):
+        """The next piece of the body, or b"" at its end."""
+        self.started = True
+        while True:
+            if self.chunks:
+                return self.chunks.popleft()
+            if self.error is not None:
+                raise self.error
+            if self.complete:
+                return b""
+            self.waiter = asyncio.get_running_loop().create_future()
+            await self.waiter
+
+
+@cython.freelist(256)
+cdef class Request:
+    """One HTTP request as the engine hands it to a handler."""
+
+    @property
+    def method(self):
+        return self.head.method
+
+    @property
+    def target(self):
+        return self.head.target
+
+    @property
+    def http_version(self):
+        return self.head.http_version
+
+    @property
+    def headers(self):
+        return self.head.headers
+
+    @property
+    def client(self):
+        """(host, port) of the client, or None if the socket has no peer address."""
+        return self.connection.peer_address()
+
+    async def stream(self):
+        """The body, piece by piece, as the client sends it."""
+        cdef RequestBody body = self.body_stream
+        if body.read_all:
+            raise BodyConsumedError("the request body was already read")
+        body.read_all = True
+        while True:
+            chunk = await body.read_chunk()
+            if not chunk:
+                return
+            yield chunk
+
+    async def body(self):
+        """The whole body as bytes."""
+        if self.body_bytes is not None:
+            return self.body_bytes
+        cdef RequestBody body = self.body_stream
+        if body.read_all:
+            raise BodyConsumedError("the request body was already read")
+        body.read_all = True
+        parts = []
+        while True:
+            chunk = await body.read_chunk()
+            if not chunk:
+                break
+            parts.append(chunk)
+        self.body_bytes = b"".join(parts)
+        return self.body_bytes
+
+    def __repr__(self):
+        return f"<Request {self.head.method} {self.head.target!r}>"
+
+
+cdef class Connection(EpollHandler):
+    """One client connection."""
+
+    def __cinit__(self, HttpServer server, int fd):
+        self.server = server
+        self.fd = fd
+        self.parser = server._new_parser()
+        self.pending_in = None
+        self.pending_out = None
+        self.current = None
+        self.task = None
+        self.events = EPOLLIN | EPOLLRDHUP
+        self.handler_running = False
+        self.message_complete = False
+        self.close_after_write = False
+        self.closed = False
+        self.peer_eof = False
+        self.peer = None
+
+    cdef object peer_address(self):
+        """The client's (host, port), looked up on first use: most requests never ask."""
+        cdef sockaddr_storage address
+        cdef socklen_t size = sizeof(address)
+        cdef char text[64]
+        if self.peer is None and not self.closed:
+            if getpeername(self.fd, <sockaddr*>&address, &size) == 0:
+                if address.ss_family == AF_INET:
+                    inet_ntop(AF_INET, &(<sockaddr_in*>&address).sin_addr, text, sizeof(text))
+                    self.peer = (text.decode(), ntohs((<sockaddr_in*>&address).sin_port))
+                elif address.ss_family == AF_INET6:
+                    inet_ntop(AF_INET6, &(<sockaddr_in6*>&address).sin6_addr, text,
+                              sizeof(text))
+                    self.peer = (text.decode(), ntohs((<sockaddr_in6*>&address).sin6_port))
+        return self.peer
+
+    cdef void on_events(self, uint32_t events) noexcept:
+        if self.closed:
+            return
+        try:
+            if events & EPOLLOUT:
+                self._flush()
+                if self.closed:
+                    return
+            if events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR):
+                self._on_readable()
+        except BaseException as exc:
+            _log.exception("connection failed", exc_info=exc)
+            self.abort()
+
+    cdef void _on_readable(self):
+        cdef HttpServer server = self.server
+        cdef ssize_t n = recv(self.fd, server.scratch, SCRATCH_SIZE, 0)
+        cdef bytearray pending
+        if n < 0:
+            if errno == EAGAIN or errno == EINTR:
+                return
+            self.abort()
+            return
+        if n == 0:
+            self._on_eof()
+            return
+        server.bytes_read += n
+        if self.pending_in is not None:
+            pending = self.pending_in
+            pending.extend(server.scratch[:n])
+            self.pending_in = None
+            self._process_buffer(pending)
+        else:
+            self._process(server.scratch, n)
+        self._flush()
+
+    cdef void _process_buffer(self, bytearray data):
+        """Parse held input; keep what cannot be processed yet."""
+        cdef Py_ssize_t size = len(data)
+        cdef Py_ssize_t used = self._process_ptr(<char*>data, size)
+        if used < size and not self.closed:
+            self._keep(<char*>data + used, size - used)
+
+    cdef void _process(self, char* data, Py_ssize_t size):
+        cdef Py_ssize_t used = self._process_ptr(data, size)
+        if used < size and not self.closed:
+            self._keep(data + used, size - used)
+
+    cdef void _keep(self, char* data, Py_ssize_t size):
+        if self.pending_in is None:
+            self.pending_in = bytearray(data[:size])
+        else:
+            self.pending_in.extend(data[:size])
+
+    cdef Py_ssize_t _process_ptr(self, char* data, Py_ssize_t size):
+        """Run the parser over data while requests may be processed; return bytes used."""
+        cdef HttpParser parser = self.parser
+        cdef Py_ssize_t pos = 0
+        cdef int event
+        while not self.closed:
+            if self.handler_running and self.message_complete:
+                break  # the next pipelined request waits for this response
+            event = parser.execute(data + pos, size - pos)
+            pos += parser.consumed
+            if event == EV_NEED_DATA:
+                break
+            if event == EV_HEADERS:
+                self._start_request(parser.head)
+            elif event == EV_BODY:
+                if self.handler_running:
+                    self.current.body_stream.feed(
+                        PyBytes_FromStringAndSize(parser.body_ptr, parser.body_len))
+                # else: the handler has answered without reading it; the bytes are dropped.
+            elif event == EV_MESSAGE_END:
+                self.message_complete = True
+                if self.handler_running:
+                    self.current.body_stream.finish()
+            elif event == EV_PAUSED:
+                # Connection: close, HTTP/1.0, or an upgrade kestrel does not perform: what
+                # follows is not read. Close once the response is out.
+                self.close_after_write = True
+                if not self.handler_running:
+                    self._close_if_done()
+                break
+            else:
+                self._reject(parser.error_reason)
+                break
+        return pos
+
+    cdef void _start_request(self, RequestHead head):
+        cdef HttpServer server = self.server
+        cdef Request request = Request.__new__(Request)
+        request.head = head
+        request.connection = self
+        request.body_stream = RequestBody.__new__(RequestBody)
+        if head.content_length == 0 or (head.content_length < 0 and not head.chunked):
+            request.body_stream.complete = True
+            request.body_bytes = b""
+        self.current = request
+        self.handler_running = True
+        self.message_complete = False
+        server.requests_total += 1
+        try:
+            coro = server.app(request)
+            task = server._start_task(coro)
+        except BaseException as exc:
+            self._handler_done(None, exc)
+            return
+        if task.done():
+            self._task_result(task)
+        else:
+            self.task = task
+            task.add_done_callback(self._on_task_done)
+
+    def _on_task_done(self, task):
+        """A handler that suspended has finished: answer, then go on with held input."""
+        if self.task is not task:
+            return
+        self.task = None
+        if self.closed:
+            return
+        try:
+            self._task_result(task)
+            if not self.closed and self.pending_in is not None and not self.handler_running:
+                pending = self.pending_in
+                self.pending_in = None
+                self._process_buffer(pending)
+            self._flush()
+            if not self.closed and not (self.events & EPOLLIN) and not self.close_after_write:
+                self._set_events(self.events | EPOLLIN)
+        except BaseException as exc:
+            _log.exception("connection failed", exc_info=exc)
+            self.abort()
+
+    cdef void _task_result(self, task):
+        if task.cancelled():
+            self._handler_done(None, asyncio.CancelledError())
+            return
+        exc = task.exception()
+        self._handler_done(task.result() if exc is None else None, exc)
+
+    cdef void _handler_done(self, result, exc):
+        cdef Request request = self.current
+        if exc is not None:
+            if not isinstance(exc, asyncio.CancelledError):
+                _log.error("handler raised for %s %s", request.head.method,
+                           request.head.target.decode("latin-1"), exc_info=exc)
+            result = None
+            status = 500
+            self._write_response(request, 500, None, b"Internal Server Error",
+                                 b"text/plain; charset=utf-8")
+        else:
+            self._write_result(request, result)
+        self.handler_running = False
+        self.current = None
+        if not request.head.keep_alive:
+            self.close_after_write = True
+        if not self.message_complete:
+            # The handler did not read all of the body: it is discarded as it arrives.
+            request.body_stream.fail(ClientDisconnect("the response was already sent"))
+        if self.close_after_write:
+            self._close_if_done()
+
+    cdef void _write_result(self, Request request, result):
+        cdef type kind = type(result)
+        if kind is bytes:
+            self._write_response(request, 200, None, <bytes>result, b"application/octet-stream")
+        elif kind is str:
+            self._write_response(request, 200, None, (<str>result).encode(),
+                                 b"text/plain; charset=utf-8")
+        elif isinstance(result, Response):
+            self._write_response(request, result.status, result.headers, result.body,
+                                 result.content_type)
+        elif result is None:
+            self._write_response(request, 204, None, b"", None)
+        else:
+            raise TypeError(f"a handler returned {kind.__name__}; the engine takes bytes, "
+                            f"str, None or kestrel.Response")
+
+    cdef void _write_response(self, Request request, int status, headers, bytes body,
+                              content_type):
+        cdef HttpServer server = self.server
+        cdef OutputBuffer out = server.out
+        cdef Py_ssize_t body_len = PyBytes_GET_SIZE(body)
+        cdef bint head_only = request.head.method is M_HEAD
+        cdef bint close = self.close_after_write or not request.head.keep_alive
+        out.append_bytes(_status_line(status, request.head.http_version))
+        out.append_bytes(server.date_line)
+        if server.server_line is not None:
+            out.append_bytes(server.server_line)
+        if content_type is not None:
+            out.append(b"content-type: ", 14)
+            out.append_bytes(content_type if type(content_type) is bytes
+                             else (<str>content_type).encode("latin-1"))
+            out.append(b"\r\n", 2)
+        if headers:
+            for name, value in (headers.items() if isinstance(headers, dict) else headers):
+                out.append_bytes(name if type(name) is bytes else (<str>name).encode("latin-1"))
+                out.append(b": ", 2)
+                out.append_bytes(value if type(value) is bytes
+                                 else (<str>value).encode("latin-1"))
+                out.append(b"\r\n", 2)
+        if status >= 200 and status != 204 and status != 304:
+            out.append_content_length(body_len)
+        if close:
+            out.append(b"connection: close\r\n", 19)
+            self.close_after_write = True
+        elif request.head.http_version is V_10:
+            out.append(b"connection: keep-alive\r\n", 24)
+        out.append(b"\r\n", 2)
+        if body_len and not head_only:
+            out.append(PyBytes_AS_STRING(body), body_len)
+        server.responses_total += 1
+        if server.access_log:
+            peer = self.peer_address()
+            _access_log.info('%s - "%s %s HTTP/%s" %d',
+                             f"{peer[0]}:{peer[1]}" if peer else "-", request.head.method,
+                             request.head.target.decode("latin-1"), request.head.http_version,
+                             status)
+
+    cdef void _reject(self, int reason):
+        """Answer a request the parser refused, then close (RFC 9112 §9.6... and §11)."""
+        cdef HttpServer server = self.server
+        cdef OutputBuffer out = server.out
+        cdef int status = REJECT_STATUS_C[reason]
+        server.rejections[reason] = server.rejections.get(reason, 0) + 1
+        if self.handler_running:
+            # A framing error in the body of a request being handled: the handler learns
+            # it from its body stream; the connection closes without a second response.
+            self.current.body_stream.fail(ClientDisconnect("malformed request body"))
+            self.close_after_write = True
+            return
+        body = REASON_PHRASES.get(status, b"Bad Request")
+        out.append_bytes(_status_line(status, V_11))
+        out.append_bytes(server.date_line)
+        if server.server_line is not None:
+            out.append_bytes(server.server_line)
+        out.append(b"content-type: text/plain; charset=utf-8\r\n", 41)
+        out.append_content_length(len(body))
+        out.append(b"connection: close\r\n\r\n", 21)
+        out.append_bytes(body)
+        self.close_after_write = True
+        self._close_if_done()
+
+    cdef void _close_if_done(self):
+        """Close once a connection that must close has nothing left to send."""
+        if self.closed or self.handler_running:
+            return
+        self._flush()
+        if not self.closed and self.pending_out is None:
+            self.close()
+
+    cdef void _flush(self):
+        """Send what this connection has in the output buffer and what it held back."""
+        cdef HttpServer server = self.server
+        cdef OutputBuffer out = server.out
+        cdef ssize_t sent
+        cdef bytes rest
+        if self.closed:
+            out.length = 0
+            return
+        if self.pending_out is not None:
+            if out.length:
+                self.pending_out.extend(out.data[:out.length])
+                out.length = 0
+            sent = send(self.fd, <char*>self.pending_out, len(self.pending_out), MSG_NOSIGNAL)
+            if sent < 0:
+                if errno != EAGAIN and errno != EINTR:
+                    self.abort()
+                return
+            server.bytes_written += sent
+            del self.pending_out[:sent]
+            if not self.pending_out:
+                self.pending_out = None
+                self._set_events(self.events & ~EPOLLOUT)
+                if self.close_after_write and not self.handler_running:
+                    self.close()
+            return
+        if out.length == 0:
+            return
+        sent = send(self.fd, out.data, out.length, MSG_NOSIGNAL)
+        if sent < 0:
+            if errno != EAGAIN and errno != EINTR:
+                out.length = 0
+                self.abort()
+                return
+            sent = 0
+        server.bytes_written += sent
+        if sent < out.length:
+            self.pending_out = bytearray(out.data[sent:out.length])
+            self._set_events(self.events | EPOLLOUT)
+        out.length = 0
+        if self.pending_out is None and self.close_after_write and not self.handler_running:
+            self.close()
+
+    cdef void _set_events(self, uint32_t events):
+        if events != self.events and not self.closed:
+            self.events = events
+            self.server.selector.modify_handler(self, events)
+
+    cdef void _on_eof(self):
+        """The client will send nothing more."""
+        self.peer_eof = True
+        self.parser.eof = True
+        if self.handler_running:
+            if not self.message_complete:
+                self.current.body_stream.fail(
+                    ClientDisconnect("the client closed the connection mid-body"))
+            # Stop watching for input; the response may still be read (half-close).
+            self._set_events(self.events & ~(EPOLLIN | EPOLLRDHUP))
+            self.close_after_write = True
+        else:
+            self.close()
+
+    cdef void close(self):
+        if self.closed:
+            return
+        self.closed = True
+        self.server.selector.remove_handler(self)
+        close(self.fd)
+        self.pending_in = None
+        self.pending_out = None
+        self.server._connection_closed(self)
+        task = self.task
+        if task is not None:
+            self.task = None
+            task.cancel()
+        if self.current is not None and not self.message_complete:
+            self.current.body_stream.fail(ClientDisconnect("the connection was closed"))
+
+    cdef void abort(self):
+        """Close at once, discarding unsent output."""
+        self.close()

@@ -1,0 +1,208 @@
+# The engine: an epoll loop under asyncio, connections, and the response writer.
+#
+# Theory of operation
+# -------------------
+# asyncio's own loop (SelectorEventLoop) runs on EpollSelector, a selector written here. Its
+# epoll set holds two kinds of file descriptors:
+#   - asyncio's (the self-pipe, sockets opened by handlers with open_connection, ...): they
+#     are reported back to asyncio from select() exactly as selectors.EpollSelector would;
+#   - the server's listening sockets and HTTP connections: their events are handled inside
+#     select() itself, in C, and asyncio never sees them.
+# So every asyncio feature works inside a handler, and an HTTP request costs no Python-level
+# transport, protocol or callback.
+#
+# A request's handler starts as an *eager* asyncio Task: its first step runs at once, inside
+# select(). A handler that returns without suspending is done when the Task is created; it is
+# never scheduled and its response is written in the same pass. Only a handler that awaits
+# something is resumed by the loop later. The Task is real (current_task(), asyncio.timeout
+# and cancellation behave as anywhere else); on Python 3.12+ it is asyncio's eager_start, and
+# on 3.11 KestrelEventLoop.call_soon runs the first step in place (see _EAGER_LOOP below).
+#
+# Invariants
+# - One handler at a time per connection; pipelined requests wait, unparsed, in the
+#   connection's pending input until the current response is written (strictly in order).
+# - Input is read into one scratch buffer shared by all connections; a connection keeps bytes
+#   (pending_in) only while it has unparsed input it cannot process yet, so an idle
+#   keep-alive connection holds no buffer.
+# - Output is sent at once; only what the socket did not take is kept (pending_out), and
+#   EPOLLOUT is armed only while it is non-empty.
+# - A handler object is referenced by the selector's handlers dict while registered;
+#   a connection closed in the middle of an epoll batch is released after the batch.
+
+from libc.stdint cimport uint32_t, uint64_t
+from libc.stdlib cimport malloc, free, realloc
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from kestrel.includes.system cimport *
+
+import asyncio
+import collections
+import email.utils
+import logging
+import selectors
+import socket
+import sys
+import time
+
+cdef uint64_t ASYNCIO_TAG = (<uint64_t>1) << 63
+cdef int MAX_EVENTS = 512
+cdef Py_ssize_t SCRATCH_SIZE = 65536
+
+_log = logging.getLogger("kestrel.error")
+_access_log = logging.getLogger("kestrel.access")
+
+
+class ClientDisconnect(Exception):
+    """The client closed the connection before the request body was complete."""
+
+
+class BodyConsumedError(RuntimeError):
+    """The request body was already read in full; it cannot be read a second time."""
+
+
+cdef class EpollHandler:
+    """Something the engine owns in the epoll set: a listener or a connection."""
+
+    cdef void on_events(self, uint32_t events) noexcept:
+        pass
+
+
+cdef class EpollSelector:
+    """A selectors.BaseSelector for asyncio whose epoll set also holds the server's sockets."""
+
+    def __cinit__(self):
+        self.epfd = epoll_create1(EPOLL_CLOEXEC)
+        if self.epfd < 0:
+            raise OSError(errno, "epoll_create1 failed")
+        self.events = <epoll_event*>malloc(MAX_EVENTS * sizeof(epoll_event))
+        if self.events == NULL:
+            raise MemoryError()
+        self._keys = {}
+        self.handlers = {}
+        self._released = []
+
+    def __dealloc__(self):
+        if self.events != NULL:
+            free(self.events)
+        if self.epfd >= 0:
+            close(self.epfd)
+
+    # ---- the selectors API, for asyncio's own file descriptors
+
+    def register(self, fileobj, events, data=None):
+        fd = selectors._fileobj_to_fd(fileobj)
+        if fd in self._keys or fd in self.handlers:
+            raise KeyError(f"{fileobj!r} (FD {fd}) is already registered")
+        key = selectors.SelectorKey(fileobj, fd, events, data)
+        self._ctl(EPOLL_CTL_ADD, fd, events)
+        self._keys[fd] = key
+        return key
+
+    def unregister(self, fileobj):
+        fd = selectors._fileobj_to_fd(fileobj)
+        key = self._keys.pop(fd)
+        cdef epoll_event ev
+        epoll_ctl(self.epfd, EPOLL_CTL_DEL, fd, &ev)  # may fail if fd was closed already
+        return key
+
+    def modify(self, fileobj, events, data=None):
+        fd = selectors._fileobj_to_fd(fileobj)
+        key = self._keys[fd]
+        if events != key.events:
+            self._ctl(EPOLL_CTL_MOD, fd, events)
+        key = key._replace(events=events, data=data)
+        self._keys[fd] = key
+        return key
+
+    def get_key(self, fileobj):
+        return self._keys[selectors._fileobj_to_fd(fileobj)]
+
+    def get_map(self):
+        return dict(self._keys)
+
+    def close(self):
+        self._keys.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        self.close()
+
+    cdef int _ctl(self, int op, int fd, int events) except -1:
+        cdef epoll_event ev
+        ev.events = 0
+        if events & selectors.EVENT_READ:
+            ev.events |= EPOLLIN
+        if events & selectors.EVENT_WRITE:
+            ev.events |= EPOLLOUT
+        ev.data.u64 = ASYNCIO_TAG | <uint64_t>fd
+        if epoll_ctl(self.epfd, op, fd, &ev) < 0:
+            raise OSError(errno, f"epoll_ctl failed for fd {fd}")
+        return 0
+
+    def select(self, timeout=None):
+        cdef int timeout_ms, n, i, fd, mask
+        cdef uint32_t ev
+        cdef uint64_t tag
+        cdef EpollHandler handler
+        if timeout is None:
+            timeout_ms = -1
+        elif timeout <= 0:
+            timeout_ms = 0
+        else:
+            # Round up, as selectors does: a timer must not fire early.
+            timeout_ms = <int>(timeout * 1000.0)
+            if timeout_ms < timeout * 1000.0:
+                timeout_ms += 1
+        with nogil:
+            n = epoll_wait(self.epfd, self.events, MAX_EVENTS, timeout_ms)
+        if n < 0:
+            if errno == EINTR:
+                return []
+            raise OSError(errno, "epoll_wait failed")
+        ready = []
+        for i in range(n):
+            tag = self.events[i].data.u64
+            ev = self.events[i].events
+            if tag & ASYNCIO_TAG:
+                fd = <int>(tag & 0xFFFFFFFF)
+                key = self._keys.get(fd)
+                if key is None:
+                    continue
+                mask = 0
+                if ev & ~(<uint32_t>EPOLLIN):
+                    mask |= selectors.EVENT_WRITE
+                if ev & ~(<uint32_t>EPOLLOUT):
+                    mask |= selectors.EVENT_READ
+                ready.append((key, mask & key.events))
+            else:
+                handler = <EpollHandler><void*>tag
+                handler.on_events(ev)
+        if self._released:
+            self._released.clear()
+        return ready
+
+    # ---- the server's own file descriptors
+
+    cdef int add_handler(self, EpollHandler handler, uint32_t events) except -1:
+        cdef epoll_event ev
+        ev.events = events
+        ev.data.ptr = <void*>handler
+        if epoll_ctl(self.epfd, EPOLL_CTL_ADD, handler.fd, &ev) < 0:
+            raise OSError(errno, "epoll_ctl(ADD) failed")
+        self.handlers[handler.fd] = handler
+        return 0
+
+    cdef int modify_handler(self, EpollHandler handler, uint32_t events) noexcept:
+        cdef epoll_event ev
+        ev.events = events
+        ev.data.ptr = <void*>handler
+        return epoll_ctl(self.epfd, EPOLL_CTL_MOD, handler.fd, &ev)
+
+    cdef void remove_handler(self, EpollHandler handler) noexcept:
+        cdef epoll_event ev
+        epoll_ctl(self.epfd, EPOLL_CTL_DEL, handler.fd, &ev)
+        # Keep the object alive until the current epoll batch is over: a later event in
+        # the same batch may still point at it.
+        self._released.append(handler)
+        self.handlers.pop(handler.fd, None)

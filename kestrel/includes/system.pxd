@@ -1,0 +1,103 @@
+# System calls and constants the engine uses (Linux).
+
+from libc.stdint cimport uint32_t, uint64_t
+
+cdef extern from "<errno.h>" nogil:
+    int errno
+    enum:
+        EAGAIN  # == EWOULDBLOCK on Linux
+        EINTR
+        ECONNABORTED
+        EMFILE
+        ENFILE
+        ENOBUFS
+        ENOMEM
+        EPROTO
+        EPIPE
+        ECONNRESET
+
+cdef extern from "<sys/epoll.h>" nogil:
+    union epoll_data_t "epoll_data":
+        void* ptr
+        int fd
+        uint32_t u32
+        uint64_t u64
+
+    struct epoll_event:
+        uint32_t events
+        epoll_data_t data
+
+    enum:
+        EPOLLIN
+        EPOLLOUT
+        EPOLLERR
+        EPOLLHUP
+        EPOLLRDHUP
+        EPOLL_CTL_ADD
+        EPOLL_CTL_MOD
+        EPOLL_CTL_DEL
+        EPOLL_CLOEXEC
+
+    int epoll_create1(int flags)
+    int epoll_ctl(int epfd, int op, int fd, epoll_event* event)
+    int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout)
+
+cdef extern from "<sys/uio.h>" nogil:
+    struct iovec:
+        void* iov_base
+        size_t iov_len
+    ssize_t writev(int fd, const iovec* iov, int iovcnt)
+
+cdef extern from "<sys/socket.h>" nogil:
+    ctypedef unsigned int socklen_t
+    struct sockaddr:
+        pass
+    enum:
+        SOCK_NONBLOCK
+        SOCK_CLOEXEC
+        SOL_SOCKET
+        SHUT_WR
+        SHUT_RDWR
+        MSG_NOSIGNAL
+    int accept4(int sockfd, sockaddr* addr, socklen_t* addrlen, int flags)
+    int setsockopt(int sockfd, int level, int optname, const void* optval, socklen_t optlen)
+    ssize_t send(int sockfd, const void* buf, size_t len, int flags)
+    ssize_t recv(int sockfd, void* buf, size_t len, int flags)
+    int shutdown(int sockfd, int how)
+
+cdef extern from "<netinet/in.h>" nogil:
+    enum:
+        IPPROTO_TCP
+
+cdef extern from "<netinet/tcp.h>" nogil:
+    enum:
+        TCP_NODELAY
+
+cdef extern from "<unistd.h>" nogil:
+    int close(int fd)
+
+cdef extern from "<sys/socket.h>" nogil:
+    struct sockaddr_storage:
+        unsigned short ss_family
+    enum:
+        AF_INET
+        AF_INET6
+    int getpeername(int sockfd, sockaddr* addr, socklen_t* addrlen)
+
+cdef extern from "<netinet/in.h>" nogil:
+    struct in_addr:
+        pass
+    struct in6_addr:
+        pass
+    struct sockaddr_in:
+        unsigned short sin_family
+        unsigned short sin_port
+        in_addr sin_addr
+    struct sockaddr_in6:
+        unsigned short sin6_family
+        unsigned short sin6_port
+        in6_addr sin6_addr
+    unsigned short ntohs(unsigned short)
+
+cdef extern from "<arpa/inet.h>" nogil:
+    const char* inet_ntop(int af, const void* src, char* dst, socklen_t size)

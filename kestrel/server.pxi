@@ -1,0 +1,216 @@
+# The server: listeners, the connection table, the heartbeat, and the event loop class.
+#
+# Theory of operation
+# -------------------
+# HttpServer owns everything the engine keeps per process: the selector it shares with
+# asyncio, a scratch input buffer and an output buffer used by one connection at a time (the
+# loop is single-threaded), the Date header (formatted once per heartbeat tick, not per
+# request), and the counters that metrics will expose. One heartbeat timer drives everything
+# periodic; the timeouts of issue #5 hang off it too.
+
+import http
+
+REASON_PHRASES = {s.value: s.phrase.encode("latin-1") for s in http.HTTPStatus}
+cdef dict _STATUS_LINES = {}
+
+cdef bytes _status_line(int status, str version):
+    # A server answers with its own version, HTTP/1.1, also to HTTP/1.0 clients (RFC 9110
+    # §2.5); version is only for the caller's symmetry with the request.
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        if not 100 <= status <= 999:
+            raise ValueError(f"invalid HTTP status {status}")
+        phrase = REASON_PHRASES.get(status, b"")
+        line = b"HTTP/1.1 %d %s\r\n" % (status, phrase)
+        _STATUS_LINES[status] = line
+    return <bytes>line
+
+
+cdef class OutputBuffer:
+    """A growable C buffer responses are serialized into before they are sent."""
+
+    def __cinit__(self, Py_ssize_t capacity=OUT_INITIAL):
+        self.data = <char*>malloc(capacity)
+        if self.data == NULL:
+            raise MemoryError()
+        self.capacity = capacity
+        self.length = 0
+
+    def __dealloc__(self):
+        free(self.data)
+
+    cdef int _grow(self, Py_ssize_t needed) except -1:
+        cdef Py_ssize_t capacity = self.capacity
+        cdef char* grown
+        while capacity < needed:
+            capacity *= 2
+        grown = <char*>realloc(self.data, capacity)
+        if grown == NULL:
+            raise MemoryError()
+        self.data = grown
+        self.capacity = capacity
+        return 0
+
+    cdef int append(self, const char* data, Py_ssize_t size) except -1:
+        if self.length + size > self.capacity:
+            self._grow(self.length + size)
+        memcpy(self.data + self.length, data, size)
+        self.length += size
+        return 0
+
+    cdef int append_bytes(self, bytes data) except -1:
+        return self.append(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+
+    cdef int append_content_length(self, Py_ssize_t value) except -1:
+        cdef char digits[24]
+        cdef int i = 24
+        if value == 0:
+            return self.append(b"content-length: 0\r\n", 19)
+        while value > 0:
+            i -= 1
+            digits[i] = <char>(48 + value % 10)
+            value //= 10
+        self.append(b"content-length: ", 16)
+        self.append(digits + i, 24 - i)
+        return self.append(b"\r\n", 2)
+
+
+cdef class Response:
+    """What a handler returns: a status, headers and a body, sent as given."""
+
+    def __init__(self, body=b"", int status=200, headers=None, content_type=None):
+        if isinstance(body, str):
+            body = (<str>body).encode()
+            if content_type is None:
+                content_type = "text/plain; charset=utf-8"
+        elif not isinstance(body, bytes):
+            body = bytes(body)
+        self.body = body
+        self.status = status
+        self.headers = headers if headers is not None else []
+        self.content_type = content_type
+
+    def __repr__(self):
+        return f"<Response {self.status} {len(self.body)} bytes>"
+
+
+EAGER_TASKS_NATIVE = sys.version_info >= (3, 12)
+
+
+class KestrelEventLoop(asyncio.SelectorEventLoop):
+    """asyncio's event loop on the engine's epoll selector."""
+
+    def __init__(self):
+        super().__init__(selector=EpollSelector())
+        self._kestrel_eager_step = False
+
+    if not EAGER_TASKS_NATIVE:
+        # Python 3.11 has no eager tasks. A Task schedules its first step with call_soon
+        # from its constructor; when the engine asks for it, that step runs right here
+        # instead, which is exactly what 3.12's eager_start does.
+        def call_soon(self, callback, *args, context=None):
+            if self._kestrel_eager_step:
+                self._kestrel_eager_step = False
+                if context is None:
+                    callback(*args)
+                else:
+                    context.run(callback, *args)
+                return None
+            return super().call_soon(callback, *args, context=context)
+
+
+cdef class HttpServer:
+    """The engine for one process: serves `app` on the sockets given to listen()."""
+
+    def __cinit__(self, app, *, loop, bint access_log=False, server_header="kestrel",
+                  Py_ssize_t max_request_line_size=DEFAULT_MAX_REQUEST_LINE_SIZE,
+                  Py_ssize_t max_request_headers_size=DEFAULT_MAX_REQUEST_HEADERS_SIZE,
+                  Py_ssize_t max_request_headers=DEFAULT_MAX_REQUEST_HEADERS,
+                  long long max_request_body_size=DEFAULT_MAX_REQUEST_BODY_SIZE):
+        if not isinstance(loop, KestrelEventLoop):
+            raise TypeError("HttpServer needs a KestrelEventLoop (kestrel.new_event_loop())")
+        self.app = app
+        self.loop = loop
+        self.selector = <EpollSelector>loop._selector
+        self.access_log = access_log
+        self.server_line = (b"server: " + server_header.encode("latin-1") + b"\r\n"
+                            if server_header else None)
+        self.scratch = <char*>malloc(SCRATCH_SIZE)
+        if self.scratch == NULL:
+            raise MemoryError()
+        self.out = OutputBuffer()
+        self.listeners = []
+        self.connections = set()
+        self.rejections = {}
+        self.max_request_line_size = max_request_line_size
+        self.max_request_headers_size = max_request_headers_size
+        self.max_request_headers = max_request_headers
+        self.max_request_body_size = max_request_body_size
+        self.task_class = asyncio.Task
+        self.heartbeat = None
+        self._tick()
+
+    def __dealloc__(self):
+        free(self.scratch)
+
+    def listen(self, sock):
+        """Serve on an already bound, listening socket (set non-blocking here)."""
+        sock.setblocking(False)
+        listener = Listener(self, sock)
+        self.selector.add_handler(listener, EPOLLIN)
+        self.listeners.append(listener)
+
+    def _tick(self):
+        """The heartbeat: once a second, refresh the Date header."""
+        self.date_line = ("date: " + email.utils.formatdate(usegmt=True) + "\r\n").encode()
+        self.heartbeat = self.loop.call_later(1.0, self._tick)
+
+    def close(self):
+        """Stop accepting and close every connection."""
+        for listener in self.listeners:
+            self.selector.remove_handler(listener)
+            (<Listener>listener).sock.close()
+        self.listeners.clear()
+        for connection in list(self.connections):
+            (<Connection>connection).close()
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
+            self.heartbeat = None
+
+    def stats(self):
+        return {
+            "connections_active": len(self.connections),
+            "connections_total": self.connections_total,
+            "requests_total": self.requests_total,
+            "responses_total": self.responses_total,
+            "bytes_read": self.bytes_read,
+            "bytes_written": self.bytes_written,
+            "rejections": {RejectReason(k).name: v for k, v in self.rejections.items()},
+        }
+
+    cdef HttpParser _new_parser(self):
+        return HttpParser(max_request_line_size=self.max_request_line_size,
+                          max_request_headers_size=self.max_request_headers_size,
+                          max_request_headers=self.max_request_headers,
+                          max_request_body_size=self.max_request_body_size)
+
+    cdef void _open_connection(self, int fd) except *:
+        connection = Connection(self, fd)
+        self.selector.add_handler(connection, EPOLLIN | EPOLLRDHUP)
+        self.connections.add(connection)
+        self.connections_total += 1
+
+    cdef void _connection_closed(self, Connection connection) noexcept:
+        self.connections.discard(connection)
+
+    cdef object _start_task(self, coro):
+        if EAGER_TASKS_NATIVE:
+            return self.task_class(coro, loop=self.loop, eager_start=True)
+        self.loop._kestrel_eager_step = True
+        try:
+            return self.task_class(coro, loop=self.loop)
+        finally:
+            self.loop._kestrel_eager_step = False
+
+    cdef void _log_accept_error(self, int error) noexcept:
+        _log.warning("accept() failed: %s", OSError(error, "accept").strerror)
