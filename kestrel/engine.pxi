@@ -59,6 +59,17 @@ class BodyConsumedError(RuntimeError):
     """The request body was already read in full; it cannot be read a second time."""
 
 
+@cython.linetrace(False)
+@cython.profile(False)
+cdef int _wait(int epfd, epoll_event* events, int timeout_ms) noexcept:
+    # Untraced: line tracing cannot run without the GIL, and the wait must release it so
+    # that threads (the executor behind plain-def handlers) run while the loop sleeps.
+    cdef int n
+    with nogil:
+        n = epoll_wait(epfd, events, MAX_EVENTS, timeout_ms)
+    return n
+
+
 cdef class EpollHandler:
     """Something the engine owns in the epoll set: a listener or a connection."""
 
@@ -154,8 +165,7 @@ cdef class EpollSelector:
             timeout_ms = <int>(timeout * 1000.0)
             if timeout_ms < timeout * 1000.0:
                 timeout_ms += 1
-        with nogil:
-            n = epoll_wait(self.epfd, self.events, MAX_EVENTS, timeout_ms)
+        n = _wait(self.epfd, self.events, timeout_ms)
         if n < 0:
             if errno == EINTR:
                 return []
