@@ -324,7 +324,8 @@ def _run(*cmd: str) -> str:
         out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
         return ""
-    return out.stdout.strip()
+    # rstrip only: `git status --porcelain` lines start with a meaningful space.
+    return out.stdout.rstrip()
 
 
 def environment() -> dict[str, Any]:
