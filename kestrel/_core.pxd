@@ -205,13 +205,14 @@ cdef class Connection(EpollHandler):
     cdef void _start_request(self, RequestHead head)
     cdef void _task_result(self, task)
     cdef void _handler_done(self, result, exc)
-    cdef void _write_result(self, Request request, result)
-    cdef void _write_response(self, Request request, int status, headers, bytes body,
-                              content_type)
+    cdef int _write_result(self, Request request, result) except -1
+    cdef int _write_response(self, Request request, int status, headers, bytes body,
+                             content_type) except -1
     cdef void _reject(self, int reason)
     cdef void _close_if_done(self)
     cdef void _flush(self)
     cdef void _set_events(self, uint32_t events)
     cdef void _on_eof(self)
+    cdef void _input_idle(self)
     cdef void close(self)
     cdef void abort(self)

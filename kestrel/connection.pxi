@@ -312,8 +312,8 @@ cdef class Connection(EpollHandler):
                 self.pending_in = None
                 self._process_buffer(pending)
             self._flush()
-            if not self.closed and not (self.events & EPOLLIN) and not self.close_after_write:
-                self._set_events(self.events | EPOLLIN)
+            if not self.closed and not self.handler_running:
+                self._input_idle()
         except BaseException as exc:
             _log.exception("connection failed", exc_info=exc)
             self.abort()
@@ -327,16 +327,21 @@ cdef class Connection(EpollHandler):
 
     cdef void _handler_done(self, result, exc):
         cdef Request request = self.current
+        cdef OutputBuffer out = self.server.out
+        cdef Py_ssize_t mark = out.length
+        if exc is None:
+            try:
+                self._write_result(request, result)
+            except Exception as error:
+                # Nothing of a response that failed to serialize may reach the client.
+                out.length = mark
+                exc = error
         if exc is not None:
             if not isinstance(exc, asyncio.CancelledError):
                 _log.error("handler raised for %s %s", request.head.method,
                            request.head.target.decode("latin-1"), exc_info=exc)
-            result = None
-            status = 500
             self._write_response(request, 500, None, b"Internal Server Error",
                                  b"text/plain; charset=utf-8")
-        else:
-            self._write_result(request, result)
         self.handler_running = False
         self.current = None
         if not request.head.keep_alive:
@@ -347,7 +352,7 @@ cdef class Connection(EpollHandler):
         if self.close_after_write:
             self._close_if_done()
 
-    cdef void _write_result(self, Request request, result):
+    cdef int _write_result(self, Request request, result) except -1:
         cdef type kind = type(result)
         if kind is bytes:
             self._write_response(request, 200, None, <bytes>result, b"application/octet-stream")
@@ -362,9 +367,10 @@ cdef class Connection(EpollHandler):
         else:
             raise TypeError(f"a handler returned {kind.__name__}; the engine takes bytes, "
                             f"str, None or kestrel.Response")
+        return 0
 
-    cdef void _write_response(self, Request request, int status, headers, bytes body,
-                              content_type):
+    cdef int _write_response(self, Request request, int status, headers, bytes body,
+                             content_type) except -1:
         cdef HttpServer server = self.server
         cdef OutputBuffer out = server.out
         cdef Py_ssize_t body_len = PyBytes_GET_SIZE(body)
@@ -403,6 +409,7 @@ cdef class Connection(EpollHandler):
                              f"{peer[0]}:{peer[1]}" if peer else "-", request.head.method,
                              request.head.target.decode("latin-1"), request.head.http_version,
                              status)
+        return 0
 
     cdef void _reject(self, int reason):
         """Answer a request the parser refused, then close (RFC 9112 §9.6... and §11)."""
@@ -485,18 +492,27 @@ cdef class Connection(EpollHandler):
             self.server.selector.modify_handler(self, events)
 
     cdef void _on_eof(self):
-        """The client will send nothing more."""
+        """The client will send nothing more (it may still read: a half-close).
+
+        Requests it already sent in full are still answered, and what is queued for it is
+        still sent; the connection closes after that.
+        """
         self.peer_eof = True
-        self.parser.eof = True
+        self._set_events(self.events & ~(EPOLLIN | EPOLLRDHUP))
         if self.handler_running:
             if not self.message_complete:
                 self.current.body_stream.fail(
                     ClientDisconnect("the client closed the connection mid-body"))
-            # Stop watching for input; the response may still be read (half-close).
-            self._set_events(self.events & ~(EPOLLIN | EPOLLRDHUP))
-            self.close_after_write = True
         else:
-            self.close()
+            self._input_idle()
+
+    cdef void _input_idle(self):
+        """No handler runs and every complete request held was processed."""
+        if self.peer_eof and not self.closed:
+            # What is still held can only be an incomplete request: it will never finish.
+            self.pending_in = None
+            self.close_after_write = True
+            self._close_if_done()
 
     cdef void close(self):
         if self.closed:
@@ -507,10 +523,8 @@ cdef class Connection(EpollHandler):
         self.pending_in = None
         self.pending_out = None
         self.server._connection_closed(self)
-        task = self.task
-        if task is not None:
-            self.task = None
-            task.cancel()
+        # The handler, if one runs, is not cancelled (as in ASP.NET Core and uvicorn): its
+        # body reads fail with ClientDisconnect and its response is dropped when it ends.
         if self.current is not None and not self.message_complete:
             self.current.body_stream.fail(ClientDisconnect("the connection was closed"))
 

@@ -172,6 +172,9 @@ cdef class HttpServer:
             (<Listener>listener).sock.close()
         self.listeners.clear()
         for connection in list(self.connections):
+            task = (<Connection>connection).task
+            if task is not None:
+                task.cancel()
             (<Connection>connection).close()
         if self.heartbeat is not None:
             self.heartbeat.cancel()
