@@ -8,6 +8,7 @@ from kestrel._core import (
     Request,
     RequestHead,
     Response,
+    StreamingResponse,
 )
 from kestrel.server import Server, new_event_loop, serve_in_thread
 
@@ -22,6 +23,7 @@ __all__ = [
     "RequestHead",
     "Response",
     "Server",
+    "StreamingResponse",
     "__version__",
     "new_event_loop",
     "serve_in_thread",

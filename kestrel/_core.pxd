@@ -90,7 +90,7 @@ cdef class HttpParser:
 # ---- The engine (engine.pxi, connection.pxi, server.pxi).
 
 from libc.stdint cimport uint32_t
-from kestrel.includes.system cimport epoll_event
+from kestrel.includes.system cimport epoll_event, iovec
 
 
 cdef class EpollHandler:
@@ -118,6 +118,14 @@ cdef class OutputBuffer:
     cdef int append(self, const char* data, Py_ssize_t size) except -1
     cdef int append_bytes(self, bytes data) except -1
     cdef int append_content_length(self, Py_ssize_t value) except -1
+    cdef int append_chunk_size(self, Py_ssize_t value) except -1
+
+
+cdef class StreamingResponse:
+    cdef public object content
+    cdef public int status
+    cdef public object headers
+    cdef public object content_type
 
 
 cdef class Response:
@@ -127,8 +135,40 @@ cdef class Response:
     cdef public object content_type
 
 
+cdef class BufferPool:
+    cdef char** slabs
+    cdef Py_ssize_t slab_count
+    cdef char** free
+    cdef Py_ssize_t free_count
+    cdef Py_ssize_t total_blocks
+    cdef int _add_slab(self) except -1
+    cdef char* acquire(self) except NULL
+    cdef void release(self, char* block) noexcept
+
+
+cdef class Pipe:
+    cdef BufferPool pool
+    cdef char** blocks
+    cdef Py_ssize_t count
+    cdef Py_ssize_t capacity
+    cdef Py_ssize_t head
+    cdef Py_ssize_t tail
+    cdef readonly Py_ssize_t size
+    cdef int write(self, const char* data, Py_ssize_t length) except -1
+    cdef int iovecs(self, iovec* iov, int max_count) noexcept
+    cdef const char* front(self, Py_ssize_t* length) noexcept
+    cdef void consume(self, Py_ssize_t n) noexcept
+    cdef void clear(self) noexcept
+
+
 cdef class HttpServer:
     cdef object app
+    cdef readonly BufferPool pool
+    cdef Py_ssize_t max_request_buffer_size
+    cdef Py_ssize_t min_request_buffer_size
+    cdef Py_ssize_t max_response_buffer_size
+    cdef readonly long long read_pauses
+    cdef readonly long long write_pauses
     cdef object loop
     cdef EpollSelector selector
     cdef char* scratch
@@ -164,6 +204,8 @@ cdef class Listener(EpollHandler):
 
 cdef class RequestBody:
     cdef object chunks
+    cdef Py_ssize_t queued
+    cdef object owner
     cdef bint complete
     cdef object waiter
     cdef object error
@@ -185,8 +227,10 @@ cdef class Request:
 cdef class Connection(EpollHandler):
     cdef HttpServer server
     cdef HttpParser parser
-    cdef bytearray pending_in
-    cdef bytearray pending_out
+    cdef Pipe held_in
+    cdef Pipe held_out
+    cdef bint reading_paused
+    cdef object drain_waiter
     cdef Request current
     cdef object task
     cdef uint32_t events
@@ -198,16 +242,22 @@ cdef class Connection(EpollHandler):
     cdef object peer
     cdef object peer_address(self)
     cdef void _on_readable(self)
-    cdef void _process_buffer(self, bytearray data)
+    cdef void _process_held(self)
     cdef void _process(self, char* data, Py_ssize_t size)
-    cdef void _keep(self, char* data, Py_ssize_t size)
+    cdef int _input_held(self) noexcept
+    cdef void _check_input_watermark(self)
+    cdef void _input_consumed(self)
+    cdef void _after_response(self)
+    cdef void _start_stream(self, Request request, StreamingResponse response)
+    cdef void _output_progress(self)
+    cdef void _response_finished(self, Request request)
     cdef Py_ssize_t _process_ptr(self, char* data, Py_ssize_t size)
     cdef void _start_request(self, RequestHead head)
     cdef void _task_result(self, task)
     cdef void _handler_done(self, result, exc)
     cdef int _write_result(self, Request request, result) except -1
     cdef int _write_response(self, Request request, int status, headers, bytes body,
-                             content_type) except -1
+                             content_type, bint chunked=*) except -1
     cdef void _reject(self, int reason)
     cdef void _close_if_done(self)
     cdef void _flush(self)

@@ -131,6 +131,19 @@ class Response:
         content_type: str | bytes | None = None,
     ) -> None: ...
 
+class StreamingResponse:
+    content: Any
+    status: int
+    headers: HeaderItems
+    content_type: str | bytes | None
+    def __init__(
+        self,
+        content: Any,
+        status: int = 200,
+        headers: HeaderItems | None = None,
+        content_type: str | bytes | None = None,
+    ) -> None: ...
+
 EAGER_TASKS_NATIVE: Final[bool]
 REASON_PHRASES: Final[dict[int, bytes]]
 
@@ -156,7 +169,11 @@ class HttpServer:
         max_request_headers_size: int = 32768,
         max_request_headers: int = 100,
         max_request_body_size: int = 30_000_000,
+        max_request_buffer_size: int = 1_048_576,
+        max_response_buffer_size: int = 65_536,
     ) -> None: ...
+    read_pauses: int
+    write_pauses: int
     def listen(self, sock: socket) -> None: ...
     def close(self) -> None: ...
     def stats(self) -> dict[str, Any]: ...

@@ -7,6 +7,7 @@ This module is assembled from fragments, each with its own theory of operation:
 
 - consts.pxi  default limits (with precedents), event codes, states, rejection reasons
 - parser.pxi      the sans-IO HTTP/1.1 request parser
+- pool.pxi        the buffer pool of 4 KiB blocks, and pipes of blocks
 - engine.pxi      the epoll selector asyncio runs on, which also owns the HTTP sockets
 - connection.pxi  listeners, connections, requests and bodies, the response writer
 - server.pxi      the server object, the heartbeat, the event loop class
@@ -43,6 +44,7 @@ def debug_counters():
 DEBUG_BUILD = bool(KESTREL_DEBUG)
 
 include "parser.pxi"
+include "pool.pxi"
 include "engine.pxi"
 include "connection.pxi"
 include "server.pxi"

@@ -5,9 +5,14 @@
 # A Connection reads into the server's scratch buffer and runs the parser over it. A
 # RequestHead starts the handler at once (the body, if any, streams in behind it). While a
 # handler runs, body bytes go to its RequestBody; once the message is complete, parsing stops
-# and whatever follows (pipelined requests) is kept in pending_in until the response is out.
+# and whatever follows (pipelined requests) is kept in held_in until the response is out.
 # Responses are serialized into the server's output buffer and sent directly; a connection
-# keeps only what the socket did not accept.
+# keeps only what the socket did not accept (held_out).
+#
+# Input flow control: once held input plus body bytes the handler has not read reach
+# max_request_buffer_size (1 MiB), EPOLLIN is dropped and the socket is not read; the
+# handler reading its body below half of that re-arms it. TCP's window then holds the client
+# back, so a fast client and a slow handler never make the server buffer without bound.
 #
 # A body the handler did not read is discarded as it is parsed, after the response was
 # written: the response always goes out first, and the unread bytes are never parsed as a
@@ -51,6 +56,8 @@ cdef class RequestBody:
 
     def __cinit__(self):
         self.chunks = collections.deque()
+        self.queued = 0
+        self.owner = None
         self.complete = False
         self.waiter = None
         self.error = None
@@ -59,6 +66,7 @@ cdef class RequestBody:
 
     cdef void feed(self, bytes chunk) noexcept:
         self.chunks.append(chunk)
+        self.queued += PyBytes_GET_SIZE(chunk)
         self._wake()
 
     cdef void finish(self) noexcept:
@@ -82,7 +90,11 @@ cdef class RequestBody:
         self.started = True
         while True:
             if self.chunks:
-                return self.chunks.popleft()
+                chunk = self.chunks.popleft()
+                self.queued -= PyBytes_GET_SIZE(chunk)
+                if self.owner is not None:
+                    (<Connection>self.owner)._input_consumed()
+                return chunk
             if self.error is not None:
                 raise self.error
             if self.complete:
@@ -156,8 +168,10 @@ cdef class Connection(EpollHandler):
         self.server = server
         self.fd = fd
         self.parser = server._new_parser()
-        self.pending_in = None
-        self.pending_out = None
+        self.held_in = None
+        self.held_out = None
+        self.reading_paused = False
+        self.drain_waiter = None
         self.current = None
         self.task = None
         self.events = EPOLLIN | EPOLLRDHUP
@@ -211,32 +225,55 @@ cdef class Connection(EpollHandler):
             self._on_eof()
             return
         server.bytes_read += n
-        if self.pending_in is not None:
-            pending = self.pending_in
-            pending.extend(server.scratch[:n])
-            self.pending_in = None
-            self._process_buffer(pending)
+        if self.held_in is not None and self.held_in.size:
+            self.held_in.write(server.scratch, n)
+            self._process_held()
         else:
             self._process(server.scratch, n)
         self._flush()
+        self._check_input_watermark()
 
-    cdef void _process_buffer(self, bytearray data):
-        """Parse held input; keep what cannot be processed yet."""
-        cdef Py_ssize_t size = len(data)
-        cdef Py_ssize_t used = self._process_ptr(<char*>data, size)
-        if used < size and not self.closed:
-            self._keep(<char*>data + used, size - used)
+    cdef void _process_held(self):
+        """Parse held input, block by block, as far as requests may be processed."""
+        cdef Pipe held = self.held_in
+        cdef Py_ssize_t length, used
+        cdef const char* data
+        while held.size and not self.closed:
+            data = held.front(&length)
+            used = self._process_ptr(<char*>data, length)
+            held.consume(used)
+            if used < length:
+                break
 
     cdef void _process(self, char* data, Py_ssize_t size):
+        """Parse freshly read bytes; hold what cannot be processed yet."""
         cdef Py_ssize_t used = self._process_ptr(data, size)
         if used < size and not self.closed:
-            self._keep(data + used, size - used)
+            if self.held_in is None:
+                self.held_in = Pipe(self.server.pool)
+            self.held_in.write(data + used, size - used)
 
-    cdef void _keep(self, char* data, Py_ssize_t size):
-        if self.pending_in is None:
-            self.pending_in = bytearray(data[:size])
-        else:
-            self.pending_in.extend(data[:size])
+    cdef int _input_held(self) noexcept:
+        """Bytes received and not yet taken by the handler or the parser."""
+        cdef Py_ssize_t held = self.held_in.size if self.held_in is not None else 0
+        if self.current is not None:
+            held += self.current.body_stream.queued
+        return held
+
+    cdef void _check_input_watermark(self):
+        """Stop reading at the high watermark, so input is never buffered without bound."""
+        if (not self.reading_paused and not self.closed
+                and self._input_held() >= self.server.max_request_buffer_size):
+            self.reading_paused = True
+            self.server.read_pauses += 1
+            self._set_events(self.events & ~(EPOLLIN | EPOLLRDHUP))
+
+    cdef void _input_consumed(self):
+        """The handler took body bytes: resume reading below the low watermark."""
+        if (self.reading_paused and not self.closed and not self.peer_eof
+                and self._input_held() < self.server.min_request_buffer_size):
+            self.reading_paused = False
+            self._set_events(self.events | EPOLLIN | EPOLLRDHUP)
 
     cdef Py_ssize_t _process_ptr(self, char* data, Py_ssize_t size):
         """Run the parser over data while requests may be processed; return bytes used."""
@@ -279,6 +316,7 @@ cdef class Connection(EpollHandler):
         request.head = head
         request.connection = self
         request.body_stream = RequestBody.__new__(RequestBody)
+        request.body_stream.owner = self
         if head.content_length == 0 or (head.content_length < 0 and not head.chunked):
             request.body_stream.complete = True
             request.body_bytes = b""
@@ -307,16 +345,119 @@ cdef class Connection(EpollHandler):
             return
         try:
             self._task_result(task)
-            if not self.closed and self.pending_in is not None and not self.handler_running:
-                pending = self.pending_in
-                self.pending_in = None
-                self._process_buffer(pending)
-            self._flush()
-            if not self.closed and not self.handler_running:
-                self._input_idle()
+            self._after_response()
         except BaseException as exc:
             _log.exception("connection failed", exc_info=exc)
             self.abort()
+
+    cdef void _after_response(self):
+        """After an asynchronous response: send it, then go on with held input."""
+        if not self.closed and self.held_in is not None and not self.handler_running:
+            self._process_held()
+        self._flush()
+        if not self.closed and not self.handler_running:
+            self._input_consumed()
+            self._input_idle()
+
+    # ---- Streamed responses, with output flow control.
+
+    cdef void _start_stream(self, Request request, StreamingResponse response):
+        cdef HttpServer server = self.server
+        cdef OutputBuffer out = server.out
+        cdef bint chunked = request.head.http_version is not V_10
+        headers = list(response.headers.items() if isinstance(response.headers, dict)
+                       else response.headers)
+        for name, _ in headers:
+            if (name if type(name) is bytes else (<str>name).encode()).lower() == \
+                    b"content-length":
+                chunked = False  # the application framed the body itself
+                break
+        else:
+            if not chunked:
+                # An HTTP/1.0 client cannot take chunks: the body ends with the connection.
+                self.close_after_write = True
+        self._write_response(request, response.status, headers, None, response.content_type,
+                             chunked)
+        self._flush()
+        if request.head.method is M_HEAD:
+            self._response_finished(request)
+            return
+        task = server._start_task(self._stream_body(request, response, chunked))
+        if task.done():
+            self._on_stream_done(task)
+        else:
+            self.task = task
+            task.add_done_callback(self._on_stream_done)
+
+    async def _stream_body(self, Request request, StreamingResponse response, bint chunked):
+        """Send each piece of the body as it comes, waiting while the client is behind."""
+        cdef OutputBuffer out
+        cdef bytes chunk
+        content = response.content
+        is_async = hasattr(content, "__aiter__")
+        iterator = content.__aiter__() if is_async else iter(content)
+        try:
+            while True:
+                if is_async:
+                    try:
+                        piece = await iterator.__anext__()
+                    except StopAsyncIteration:
+                        break
+                else:
+                    try:
+                        piece = next(iterator)
+                    except StopIteration:
+                        break
+                if self.closed:
+                    raise ClientDisconnect("the client went away during the response")
+                chunk = piece.encode() if isinstance(piece, str) else bytes(piece)
+                if not chunk:
+                    continue
+                out = self.server.out
+                if chunked:
+                    out.append_chunk_size(PyBytes_GET_SIZE(chunk))
+                out.append(PyBytes_AS_STRING(chunk), PyBytes_GET_SIZE(chunk))
+                if chunked:
+                    out.append(b"\r\n", 2)
+                self._flush()
+                if (self.held_out is not None
+                        and self.held_out.size > self.server.max_response_buffer_size):
+                    self.drain_waiter = asyncio.get_running_loop().create_future()
+                    await self.drain_waiter
+            if chunked and not self.closed:
+                self.server.out.append(b"0\r\n\r\n", 5)
+        finally:
+            if is_async and hasattr(iterator, "aclose"):
+                await iterator.aclose()
+            elif not is_async and hasattr(iterator, "close"):
+                iterator.close()
+
+    def _on_stream_done(self, task):
+        if self.task is task:
+            self.task = None
+        if self.closed:
+            return
+        try:
+            if task.cancelled() or task.exception() is not None:
+                # The head is out: the only honest signal left is an incomplete response.
+                if not task.cancelled():
+                    _log.error("streamed response failed", exc_info=task.exception())
+                self.abort()
+                return
+            self._response_finished(self.current)
+            self._after_response()
+        except BaseException as exc:
+            _log.exception("connection failed", exc_info=exc)
+            self.abort()
+
+    cdef void _output_progress(self):
+        """The socket took output: wake a writer waiting below the low watermark."""
+        waiter = self.drain_waiter
+        if waiter is not None and (self.held_out is None or self.held_out.size
+                                   <= self.server.max_response_buffer_size // 2):
+            self.drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     cdef void _task_result(self, task):
         if task.cancelled():
@@ -336,12 +477,27 @@ cdef class Connection(EpollHandler):
                 # Nothing of a response that failed to serialize may reach the client.
                 out.length = mark
                 exc = error
-        if exc is not None:
+        if isinstance(exc, HttpParseError):
+            # The request body was refused while the handler read it (e.g. 413): the client
+            # gets that status, and the connection closes, as for any rejection.
+            status = exc.status
+            self.close_after_write = True
+            self._write_response(request, status, None, REASON_PHRASES.get(status, b""),
+                                 b"text/plain; charset=utf-8")
+        elif exc is not None:
             if not isinstance(exc, asyncio.CancelledError):
                 _log.error("handler raised for %s %s", request.head.method,
                            request.head.target.decode("latin-1"), exc_info=exc)
             self._write_response(request, 500, None, b"Internal Server Error",
                                  b"text/plain; charset=utf-8")
+        elif isinstance(result, StreamingResponse):
+            # The body is sent by its own task; the request ends when it has been sent.
+            self._start_stream(request, <StreamingResponse>result)
+            return
+        self._response_finished(request)
+
+    cdef void _response_finished(self, Request request):
+        """The whole response is queued: the connection may take the next request."""
         self.handler_running = False
         self.current = None
         if not request.head.keep_alive:
@@ -362,6 +518,8 @@ cdef class Connection(EpollHandler):
         elif isinstance(result, Response):
             self._write_response(request, result.status, result.headers, result.body,
                                  result.content_type)
+        elif isinstance(result, StreamingResponse):
+            pass  # its head is written by _start_stream
         elif result is None:
             self._write_response(request, 204, None, b"", None)
         else:
@@ -370,10 +528,11 @@ cdef class Connection(EpollHandler):
         return 0
 
     cdef int _write_response(self, Request request, int status, headers, bytes body,
-                             content_type) except -1:
+                             content_type, bint chunked=False) except -1:
+        """Serialize a response; body None writes only the head of a streamed one."""
         cdef HttpServer server = self.server
         cdef OutputBuffer out = server.out
-        cdef Py_ssize_t body_len = PyBytes_GET_SIZE(body)
+        cdef Py_ssize_t body_len = PyBytes_GET_SIZE(body) if body is not None else 0
         cdef bint head_only = request.head.method is M_HEAD
         cdef bint close = self.close_after_write or not request.head.keep_alive
         out.append_bytes(_status_line(status, request.head.http_version))
@@ -392,7 +551,9 @@ cdef class Connection(EpollHandler):
                 out.append_bytes(value if type(value) is bytes
                                  else (<str>value).encode("latin-1"))
                 out.append(b"\r\n", 2)
-        if status >= 200 and status != 204 and status != 304:
+        if chunked:
+            out.append(b"transfer-encoding: chunked\r\n", 28)
+        elif body is not None and status >= 200 and status != 204 and status != 304:
             out.append_content_length(body_len)
         if close:
             out.append(b"connection: close\r\n", 19)
@@ -418,9 +579,9 @@ cdef class Connection(EpollHandler):
         cdef int status = REJECT_STATUS_C[reason]
         server.rejections[reason] = server.rejections.get(reason, 0) + 1
         if self.handler_running:
-            # A framing error in the body of a request being handled: the handler learns
-            # it from its body stream; the connection closes without a second response.
-            self.current.body_stream.fail(ClientDisconnect("malformed request body"))
+            # A framing error or limit in the body of a request being handled: the handler's
+            # next read raises it; left uncaught, its status is the response (_handler_done).
+            self.current.body_stream.fail(HttpParseError(reason, self.parser.error_detail or ""))
             self.close_after_write = True
             return
         body = REASON_PHRASES.get(status, b"Bad Request")
@@ -440,51 +601,60 @@ cdef class Connection(EpollHandler):
         if self.closed or self.handler_running:
             return
         self._flush()
-        if not self.closed and self.pending_out is None:
+        if not self.closed and (self.held_out is None or self.held_out.size == 0):
             self.close()
 
     cdef void _flush(self):
-        """Send what this connection has in the output buffer and what it held back."""
+        """Send this connection's part of the output buffer, and whatever it held back."""
         cdef HttpServer server = self.server
         cdef OutputBuffer out = server.out
-        cdef ssize_t sent
-        cdef bytes rest
+        cdef ssize_t sent = 0
+        cdef Pipe held = self.held_out
+        cdef iovec iov[MAX_IOVEC]
+        cdef int count
         if self.closed:
             out.length = 0
             return
-        if self.pending_out is not None:
+        if held is not None and held.size:
+            # Order matters: what was held goes first, then the new output behind it.
             if out.length:
-                self.pending_out.extend(out.data[:out.length])
+                held.write(out.data, out.length)
                 out.length = 0
-            sent = send(self.fd, <char*>self.pending_out, len(self.pending_out), MSG_NOSIGNAL)
+            count = held.iovecs(iov, MAX_IOVEC)
+            sent = writev(self.fd, iov, count)
             if sent < 0:
                 if errno != EAGAIN and errno != EINTR:
                     self.abort()
                 return
             server.bytes_written += sent
-            del self.pending_out[:sent]
-            if not self.pending_out:
-                self.pending_out = None
+            held.consume(sent)
+            self._output_progress()
+        elif out.length:
+            sent = send(self.fd, out.data, out.length, MSG_NOSIGNAL)
+            if sent < 0:
+                if errno != EAGAIN and errno != EINTR:
+                    out.length = 0
+                    self.abort()
+                    return
+                sent = 0
+            server.bytes_written += sent
+            if sent < out.length:
+                if held is None:
+                    held = self.held_out = Pipe(server.pool)
+                held.write(out.data + sent, out.length - sent)
+            out.length = 0
+        else:
+            return
+        if held is not None and held.size:
+            if not (self.events & EPOLLOUT):
+                server.write_pauses += 1
+                self._set_events(self.events | EPOLLOUT)
+        else:
+            if self.events & EPOLLOUT:
                 self._set_events(self.events & ~EPOLLOUT)
-                if self.close_after_write and not self.handler_running:
-                    self.close()
-            return
-        if out.length == 0:
-            return
-        sent = send(self.fd, out.data, out.length, MSG_NOSIGNAL)
-        if sent < 0:
-            if errno != EAGAIN and errno != EINTR:
-                out.length = 0
-                self.abort()
-                return
-            sent = 0
-        server.bytes_written += sent
-        if sent < out.length:
-            self.pending_out = bytearray(out.data[sent:out.length])
-            self._set_events(self.events | EPOLLOUT)
-        out.length = 0
-        if self.pending_out is None and self.close_after_write and not self.handler_running:
-            self.close()
+            self._output_progress()
+            if self.close_after_write and not self.handler_running:
+                self.close()
 
     cdef void _set_events(self, uint32_t events):
         if events != self.events and not self.closed:
@@ -510,7 +680,8 @@ cdef class Connection(EpollHandler):
         """No handler runs and every complete request held was processed."""
         if self.peer_eof and not self.closed:
             # What is still held can only be an incomplete request: it will never finish.
-            self.pending_in = None
+            if self.held_in is not None:
+                self.held_in.clear()
             self.close_after_write = True
             self._close_if_done()
 
@@ -520,13 +691,20 @@ cdef class Connection(EpollHandler):
         self.closed = True
         self.server.selector.remove_handler(self)
         close(self.fd)
-        self.pending_in = None
-        self.pending_out = None
+        if self.held_in is not None:
+            self.held_in.clear()
+        if self.held_out is not None:
+            self.held_out.clear()
         self.server._connection_closed(self)
         # The handler, if one runs, is not cancelled (as in ASP.NET Core and uvicorn): its
         # body reads fail with ClientDisconnect and its response is dropped when it ends.
         if self.current is not None and not self.message_complete:
             self.current.body_stream.fail(ClientDisconnect("the connection was closed"))
+        waiter = self.drain_waiter
+        if waiter is not None:
+            self.drain_waiter = None
+            if not waiter.done():
+                waiter.set_exception(ClientDisconnect("the client went away during the response"))
 
     cdef void abort(self):
         """Close at once, discarding unsent output."""

@@ -7,6 +7,8 @@ DEFAULT_MAX_REQUEST_HEADERS_SIZE = 32768      # Kestrel MaxRequestHeadersTotalSi
 DEFAULT_MAX_REQUEST_HEADERS = 100             # Kestrel MaxRequestHeaderCount; Apache LimitRequestFields
 DEFAULT_MAX_REQUEST_BODY_SIZE = 30000000      # Kestrel MaxRequestBodySize (~28.6 MiB)
 DEFAULT_MAX_CHUNK_EXTENSIONS_SIZE = 16384     # Node.js (llhttp) after CVE-2024-22019: 16 KiB per message
+DEFAULT_MAX_REQUEST_BUFFER_SIZE = 1048576     # Kestrel MaxRequestBufferSize: pause reading at 1 MiB
+DEFAULT_MAX_RESPONSE_BUFFER_SIZE = 65536     # Kestrel MaxResponseBufferSize: writers wait above 64 KiB
 
 # Content-Length above 18 decimal digits cannot be a real body and would overflow int64 math.
 cdef enum:

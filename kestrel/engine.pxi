@@ -20,12 +20,13 @@
 #
 # Invariants
 # - One handler at a time per connection; pipelined requests wait, unparsed, in the
-#   connection's pending input until the current response is written (strictly in order).
+#   connection's held input until the current response is written (strictly in order).
 # - Input is read into one scratch buffer shared by all connections; a connection keeps bytes
-#   (pending_in) only while it has unparsed input it cannot process yet, so an idle
-#   keep-alive connection holds no buffer.
-# - Output is sent at once; only what the socket did not take is kept (pending_out), and
-#   EPOLLOUT is armed only while it is non-empty.
+#   (held_in, pooled blocks) only while it has unparsed input it cannot process yet, so an
+#   idle keep-alive connection holds no buffer. Held input plus unread body is bounded by the
+#   read-pause watermarks (pool.pxi, connection.pxi).
+# - Output is sent at once; only what the socket did not take is kept (held_out, pooled
+#   blocks, sent with writev), and EPOLLOUT is armed only while it is non-empty.
 # - A handler object is referenced by the selector's handlers dict while registered;
 #   a connection closed in the middle of an epoll batch is released after the batch.
 

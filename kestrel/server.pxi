@@ -61,6 +61,19 @@ cdef class OutputBuffer:
     cdef int append_bytes(self, bytes data) except -1:
         return self.append(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
 
+    cdef int append_chunk_size(self, Py_ssize_t value) except -1:
+        cdef char digits[24]
+        cdef int i = 22
+        digits[22] = 13
+        digits[23] = 10
+        while True:
+            i -= 1
+            digits[i] = b"0123456789abcdef"[value & 15]
+            value >>= 4
+            if value == 0:
+                break
+        return self.append(digits + i, 24 - i)
+
     cdef int append_content_length(self, Py_ssize_t value) except -1:
         cdef char digits[24]
         cdef int i = 24
@@ -73,6 +86,22 @@ cdef class OutputBuffer:
         self.append(b"content-length: ", 16)
         self.append(digits + i, 24 - i)
         return self.append(b"\r\n", 2)
+
+
+cdef class StreamingResponse:
+    """A response whose body is produced piece by piece (a sync or async iterable).
+
+    It is sent with chunked encoding (or as-is when the headers give a Content-Length), and
+    the iteration waits whenever more than max_response_buffer_size bytes are unsent.
+    """
+
+    def __init__(self, content, int status=200, headers=None, content_type=None):
+        if not (hasattr(content, "__aiter__") or hasattr(content, "__iter__")):
+            raise TypeError("StreamingResponse needs an iterable or an async iterable")
+        self.content = content
+        self.status = status
+        self.headers = headers if headers is not None else []
+        self.content_type = content_type
 
 
 cdef class Response:
@@ -126,7 +155,9 @@ cdef class HttpServer:
                   Py_ssize_t max_request_line_size=DEFAULT_MAX_REQUEST_LINE_SIZE,
                   Py_ssize_t max_request_headers_size=DEFAULT_MAX_REQUEST_HEADERS_SIZE,
                   Py_ssize_t max_request_headers=DEFAULT_MAX_REQUEST_HEADERS,
-                  long long max_request_body_size=DEFAULT_MAX_REQUEST_BODY_SIZE):
+                  long long max_request_body_size=DEFAULT_MAX_REQUEST_BODY_SIZE,
+                  Py_ssize_t max_request_buffer_size=DEFAULT_MAX_REQUEST_BUFFER_SIZE,
+                  Py_ssize_t max_response_buffer_size=DEFAULT_MAX_RESPONSE_BUFFER_SIZE):
         if not isinstance(loop, KestrelEventLoop):
             raise TypeError("HttpServer needs a KestrelEventLoop (kestrel.new_event_loop())")
         self.app = app
@@ -139,6 +170,11 @@ cdef class HttpServer:
         if self.scratch == NULL:
             raise MemoryError()
         self.out = OutputBuffer()
+        self.pool = BufferPool()
+        # Read pause watermarks, Kestrel's MaxRequestBufferSize (1 MiB) and half of it.
+        self.max_request_buffer_size = max_request_buffer_size
+        self.min_request_buffer_size = max_request_buffer_size // 2
+        self.max_response_buffer_size = max_response_buffer_size
         self.listeners = []
         self.connections = set()
         self.rejections = {}
@@ -188,6 +224,10 @@ cdef class HttpServer:
             "responses_total": self.responses_total,
             "bytes_read": self.bytes_read,
             "bytes_written": self.bytes_written,
+            "read_pauses": self.read_pauses,
+            "write_pauses": self.write_pauses,
+            "pool_blocks_in_use": self.pool.blocks_in_use,
+            "pool_blocks_free": self.pool.blocks_free,
             "rejections": {RejectReason(k).name: v for k, v in self.rejections.items()},
         }
 
