@@ -156,6 +156,7 @@ cdef class Pipe:
     cdef readonly Py_ssize_t size
     cdef int write(self, const char* data, Py_ssize_t length) except -1
     cdef int iovecs(self, iovec* iov, int max_count) noexcept
+    cdef void take(self, char* out, Py_ssize_t n) noexcept
     cdef const char* front(self, Py_ssize_t* length) noexcept
     cdef void consume(self, Py_ssize_t n) noexcept
     cdef void clear(self) noexcept
@@ -203,15 +204,16 @@ cdef class Listener(EpollHandler):
 
 
 cdef class RequestBody:
-    cdef object chunks
-    cdef Py_ssize_t queued
+    cdef Pipe pipe
     cdef object owner
     cdef bint complete
     cdef object waiter
     cdef object error
     cdef bint started
     cdef bint read_all
-    cdef void feed(self, bytes chunk) noexcept
+    cdef int feed(self, const char* data, Py_ssize_t length) except -1
+    cdef Py_ssize_t queued(self) noexcept
+    cdef void discard(self) noexcept
     cdef void finish(self) noexcept
     cdef void fail(self, object error) noexcept
     cdef void _wake(self) noexcept

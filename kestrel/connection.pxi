@@ -21,6 +21,8 @@
 cdef enum:
     # Output buffer growth step; responses larger than this are sent with writev.
     OUT_INITIAL = 16384
+    # The most one body read hands the handler at once.
+    MAX_BODY_READ = 65536
 
 
 cdef class Listener(EpollHandler):
@@ -52,11 +54,14 @@ cdef class Listener(EpollHandler):
 
 @cython.freelist(256)
 cdef class RequestBody:
-    """The request body as a stream the handler pulls from."""
+    """The request body as a stream the handler pulls from.
+
+    Body bytes wait in pooled blocks (a Pipe) until the handler reads them; a read hands out
+    up to MAX_BODY_READ bytes at a time as one bytes object.
+    """
 
     def __cinit__(self):
-        self.chunks = collections.deque()
-        self.queued = 0
+        self.pipe = None
         self.owner = None
         self.complete = False
         self.waiter = None
@@ -64,10 +69,20 @@ cdef class RequestBody:
         self.started = False
         self.read_all = False
 
-    cdef void feed(self, bytes chunk) noexcept:
-        self.chunks.append(chunk)
-        self.queued += PyBytes_GET_SIZE(chunk)
+    cdef int feed(self, const char* data, Py_ssize_t length) except -1:
+        if self.pipe is None:
+            self.pipe = Pipe((<Connection>self.owner).server.pool)
+        self.pipe.write(data, length)
         self._wake()
+        return 0
+
+    cdef Py_ssize_t queued(self) noexcept:
+        return self.pipe.size if self.pipe is not None else 0
+
+    cdef void discard(self) noexcept:
+        """Release what the handler will never read."""
+        if self.pipe is not None:
+            self.pipe.clear()
 
     cdef void finish(self) noexcept:
         self.complete = True
@@ -76,6 +91,7 @@ cdef class RequestBody:
     cdef void fail(self, object error) noexcept:
         if not self.complete:
             self.error = error
+            self.discard()
             self._wake()
 
     cdef void _wake(self) noexcept:
@@ -88,12 +104,14 @@ cdef class RequestBody:
     async def read_chunk(self):
         """The next piece of the body, or b"" at its end."""
         self.started = True
+        cdef Py_ssize_t size
+        cdef bytes chunk
         while True:
-            if self.chunks:
-                chunk = self.chunks.popleft()
-                self.queued -= PyBytes_GET_SIZE(chunk)
-                if self.owner is not None:
-                    (<Connection>self.owner)._input_consumed()
+            if self.pipe is not None and self.pipe.size:
+                size = min(self.pipe.size, MAX_BODY_READ)
+                chunk = PyBytes_FromStringAndSize(NULL, size)
+                self.pipe.take(PyBytes_AS_STRING(chunk), size)
+                (<Connection>self.owner)._input_consumed()
                 return chunk
             if self.error is not None:
                 raise self.error
@@ -257,7 +275,7 @@ cdef class Connection(EpollHandler):
         """Bytes received and not yet taken by the handler or the parser."""
         cdef Py_ssize_t held = self.held_in.size if self.held_in is not None else 0
         if self.current is not None:
-            held += self.current.body_stream.queued
+            held += self.current.body_stream.queued()
         return held
 
     cdef void _check_input_watermark(self):
@@ -291,8 +309,7 @@ cdef class Connection(EpollHandler):
                 self._start_request(parser.head)
             elif event == EV_BODY:
                 if self.handler_running:
-                    self.current.body_stream.feed(
-                        PyBytes_FromStringAndSize(parser.body_ptr, parser.body_len))
+                    self.current.body_stream.feed(parser.body_ptr, parser.body_len)
                 # else: the handler has answered without reading it; the bytes are dropped.
             elif event == EV_MESSAGE_END:
                 self.message_complete = True
@@ -505,6 +522,8 @@ cdef class Connection(EpollHandler):
         if not self.message_complete:
             # The handler did not read all of the body: it is discarded as it arrives.
             request.body_stream.fail(ClientDisconnect("the response was already sent"))
+        else:
+            request.body_stream.discard()
         if self.close_after_write:
             self._close_if_done()
 

@@ -143,6 +143,18 @@ cdef class Pipe:
             n += 1
         return n
 
+    cdef void take(self, char* out, Py_ssize_t n) noexcept:
+        """Copy n bytes (no more than size) from the front into out, and consume them."""
+        cdef Py_ssize_t length, step
+        cdef const char* data
+        while n > 0:
+            data = self.front(&length)
+            step = n if n < length else length
+            memcpy(out, data, step)
+            self.consume(step)
+            out += step
+            n -= step
+
     cdef const char* front(self, Py_ssize_t* length) noexcept:
         """The contiguous bytes at the front (the rest of the first block)."""
         if self.count == 0:

@@ -42,16 +42,22 @@ def test_slow_reader_pauses_the_socket_and_bounds_memory() -> None:
     with serve_in_thread(slow_reader) as server:
         payload = b"x" * MIB
         peak = before = rss_bytes()
+        most_blocks = 0
         with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
             sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % upload)
             for _ in range(upload // MIB):
                 sock.sendall(payload)
                 peak = max(peak, rss_bytes())
+                most_blocks = max(most_blocks, server.stats()["pool_blocks_in_use"])
             response = sock.recv(4096)
         stats = server.stats()
     assert response.startswith(b"HTTP/1.1 200")
     assert received == [upload]
     assert stats["read_pauses"] >= 1
+    # Every byte the server holds is a pooled 4 KiB block: at most the 1 MiB watermark plus
+    # one 64 KiB read, whatever the size of the upload.
+    assert most_blocks <= (MIB + 64 * 1024) // 4096 + 2, most_blocks
+    assert stats["pool_blocks_in_use"] == 0
     # 1 MiB watermark + one 64 KiB read + chunk objects in flight: far below the upload.
     assert peak - before < 16 * MIB, f"RSS grew {(peak - before) / MIB:.1f} MiB"
 
