@@ -70,6 +70,7 @@ def test_seed_encoding_round_trips(path: Path) -> None:
 def test_py_data_provider_matches_atheris() -> None:
     # atheris is in the test extras, so this always runs (a skip would hide a drift).
     import atheris
+
     rng = random.Random(20240521)
     inputs = [p.read_bytes() for p in SEEDS]
     inputs += [rng.randbytes(rng.randrange(0, 80)) for _ in range(2000)]
