@@ -53,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cli.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     cli.add_argument("--no-server-header", action="store_true", help="send no Server header")
+    cli.add_argument(
+        "--max-request-body-size",
+        type=int,
+        default=30_000_000,
+        metavar="BYTES",
+        help="largest request body; larger ones get 413 (default 30,000,000, as Kestrel)",
+    )
     return cli
 
 
@@ -60,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not 0 <= args.port <= 65535:
         raise SystemExit(f"kestrel: --port must be 0-65535, not {args.port}")
+    if args.max_request_body_size < 0:
+        raise SystemExit("kestrel: --max-request-body-size must be 0 or more bytes")
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -70,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         args.port,
         access_log=args.access_log,
         server_header=None if args.no_server_header else "kestrel",
+        max_request_body_size=args.max_request_body_size,
     )
     try:
         server.run()

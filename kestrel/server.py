@@ -54,8 +54,10 @@ class Server:
         access_log: bool = False,
         server_header: str | None = "kestrel",
         backlog: int = DEFAULT_BACKLOG,
+        max_request_body_size: int = 30_000_000,
     ) -> None:
         self.app = app
+        self.max_request_body_size = max_request_body_size
         self.host = host
         self.port = port
         self.access_log = access_log
@@ -79,7 +81,11 @@ class Server:
         sock = bind_socket(self.host, self.port, self.backlog)
         self.port = sock.getsockname()[1]
         engine = HttpServer(
-            self.app, loop=loop, access_log=self.access_log, server_header=self.server_header
+            self.app,
+            loop=loop,
+            access_log=self.access_log,
+            server_header=self.server_header,
+            max_request_body_size=self.max_request_body_size,
         )
         self._engine = engine
         engine.listen(sock)

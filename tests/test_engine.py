@@ -1272,3 +1272,17 @@ def test_curl_reuses_the_connection_for_several_urls() -> None:
         "/3 connects=0",
     ]
     assert stats["connections_total"] == 1
+
+
+def test_max_request_body_size_is_applied_before_the_body_is_read() -> None:
+    async def app(request: Request) -> bytes:
+        return await request.body()
+
+    with (
+        serve_in_thread(app, max_request_body_size=10) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock,
+    ):
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\n")
+        response = sock.recv(4096)  # no body byte was sent: the 413 must not wait for one
+    assert response.startswith(b"HTTP/1.1 413 ")
+    assert b"connection: close\r\n" in response
