@@ -477,11 +477,14 @@ cdef class Connection(EpollHandler):
                 waiter.set_result(None)
 
     cdef void _task_result(self, task):
-        if task.cancelled():
-            self._handler_done(None, asyncio.CancelledError())
+        # One call on the common path: result() raises what the handler raised (or
+        # CancelledError), which _handler_done turns into the response.
+        try:
+            result = task.result()
+        except BaseException as exc:
+            self._handler_done(None, exc)
             return
-        exc = task.exception()
-        self._handler_done(task.result() if exc is None else None, exc)
+        self._handler_done(result, None)
 
     cdef void _handler_done(self, result, exc):
         cdef Request request = self.current

@@ -126,20 +126,26 @@ cdef class Response:
 EAGER_TASKS_NATIVE = sys.version_info >= (3, 12)
 
 
+# Set by HttpServer._start_task just around creating a Task on Python 3.11 (see below). A
+# C global rather than a loop attribute: it is written twice per request. The loop is
+# single-threaded, so one flag serves every loop in the process at a time.
+cdef bint _eager_step = False
+
+
 class KestrelEventLoop(asyncio.SelectorEventLoop):
     """asyncio's event loop on the engine's epoll selector."""
 
     def __init__(self):
         super().__init__(selector=EpollSelector())
-        self._kestrel_eager_step = False
 
     if not EAGER_TASKS_NATIVE:
         # Python 3.11 has no eager tasks. A Task schedules its first step with call_soon
         # from its constructor; when the engine asks for it, that step runs right here
         # instead, which is exactly what 3.12's eager_start does.
         def call_soon(self, callback, *args, context=None):
-            if self._kestrel_eager_step:
-                self._kestrel_eager_step = False
+            global _eager_step
+            if _eager_step:
+                _eager_step = False
                 if context is None:
                     callback(*args)
                 else:
@@ -247,13 +253,14 @@ cdef class HttpServer:
         self.connections.discard(connection)
 
     cdef object _start_task(self, coro):
+        global _eager_step
         if EAGER_TASKS_NATIVE:
             return self.task_class(coro, loop=self.loop, eager_start=True)
-        self.loop._kestrel_eager_step = True
+        _eager_step = True
         try:
             return self.task_class(coro, loop=self.loop)
         finally:
-            self.loop._kestrel_eager_step = False
+            _eager_step = False
 
     cdef void _log_accept_error(self, int error) noexcept:
         _log.warning("accept() failed: %s", OSError(error, "accept").strerror)
