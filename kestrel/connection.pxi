@@ -14,6 +14,12 @@
 # handler reading its body below half of that re-arms it. TCP's window then holds the client
 # back, so a fast client and a slow handler never make the server buffer without bound.
 #
+# Per request, the Python API is used only for what a handler is handed and runs on: the
+# RequestHead and header tuples (parser.pxi), the Request and RequestBody objects, the call to
+# the app, the eager asyncio Task and reading its result, and the result's type checks.
+# Reading, parsing, serializing the response and sending are C. In `cython -a` the other
+# yellow lines of this file are exception handlers and logging, which run only on errors.
+#
 # A body the handler did not read is discarded as it is parsed, after the response was
 # written: the response always goes out first, and the unread bytes are never parsed as a
 # request. (Draining limits and timeouts are issue #5.)

@@ -45,6 +45,10 @@ import sys
 import time
 
 cdef uint64_t ASYNCIO_TAG = (<uint64_t>1) << 63
+# selectors.EVENT_READ / EVENT_WRITE, as C constants for select()'s loop (asserted below).
+cdef int EVENT_READ = 1
+cdef int EVENT_WRITE = 2
+assert selectors.EVENT_READ == EVENT_READ and selectors.EVENT_WRITE == EVENT_WRITE
 cdef int MAX_EVENTS = 512
 cdef Py_ssize_t SCRATCH_SIZE = 65536
 
@@ -143,9 +147,9 @@ cdef class EpollSelector:
     cdef int _ctl(self, int op, int fd, int events) except -1:
         cdef epoll_event ev
         ev.events = 0
-        if events & selectors.EVENT_READ:
+        if events & EVENT_READ:
             ev.events |= EPOLLIN
-        if events & selectors.EVENT_WRITE:
+        if events & EVENT_WRITE:
             ev.events |= EPOLLOUT
         ev.data.u64 = ASYNCIO_TAG | <uint64_t>fd
         if epoll_ctl(self.epfd, op, fd, &ev) < 0:
@@ -182,9 +186,9 @@ cdef class EpollSelector:
                     continue
                 mask = 0
                 if ev & ~(<uint32_t>EPOLLIN):
-                    mask |= selectors.EVENT_WRITE
+                    mask |= EVENT_WRITE
                 if ev & ~(<uint32_t>EPOLLOUT):
-                    mask |= selectors.EVENT_READ
+                    mask |= EVENT_READ
                 ready.append((key, mask & key.events))
             else:
                 handler = <EpollHandler><void*>tag
