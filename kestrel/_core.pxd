@@ -170,6 +170,7 @@ cdef class HttpServer:
     cdef Py_ssize_t max_response_buffer_size
     cdef readonly long long read_pauses
     cdef readonly long long write_pauses
+    cdef readonly long long accept_pauses
     cdef object loop
     cdef EpollSelector selector
     cdef char* scratch
@@ -201,6 +202,9 @@ cdef class HttpServer:
 cdef class Listener(EpollHandler):
     cdef HttpServer server
     cdef object sock
+    cdef bint paused
+    cdef bint short_of_descriptors
+    cdef void pause(self) noexcept
 
 
 cdef class RequestBody:

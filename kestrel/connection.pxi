@@ -24,6 +24,10 @@
 # written: the response always goes out first, and the unread bytes are never parsed as a
 # request. (Draining limits and timeouts are issue #5.)
 
+# How long accepting pauses when the process is out of descriptors (libuv and nginx retry
+# on a timer too; nginx's accept_mutex_delay default is 500 ms).
+cdef double ACCEPT_RETRY_DELAY_S = 0.1
+
 cdef enum:
     # Output buffer growth step; responses larger than this are sent with writev.
     OUT_INITIAL = 16384
@@ -38,6 +42,8 @@ cdef class Listener(EpollHandler):
         self.server = server
         self.sock = sock          # keeps the Python socket (and its fd) alive
         self.fd = sock.fileno()
+        self.paused = False
+        self.short_of_descriptors = False
 
     cdef void on_events(self, uint32_t events) noexcept:
         cdef int fd, one = 1
@@ -47,15 +53,36 @@ cdef class Listener(EpollHandler):
                 if errno == EINTR or errno == ECONNABORTED or errno == EPROTO:
                     continue
                 if errno != EAGAIN:
-                    # EMFILE/ENFILE/ENOBUFS: leave the connection in the backlog for now.
-                    self.server._log_accept_error(errno)
+                    # Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): the
+                    # connection stays in the backlog. The listener would stay readable and
+                    # spin the loop, so stop watching it for a moment and try again then.
+                    if not self.short_of_descriptors:
+                        # Once per episode: while it lasts, retries would repeat it every pause.
+                        self.short_of_descriptors = True
+                        self.server._log_accept_error(errno)
+                    self.pause()
                 return
+            self.short_of_descriptors = False
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
             try:
                 self.server._open_connection(fd)
             except BaseException as exc:
                 close(fd)
                 _log.exception("could not set up a connection", exc_info=exc)
+
+
+    cdef void pause(self) noexcept:
+        if self.paused:
+            return
+        self.paused = True
+        self.server.accept_pauses += 1
+        self.server.selector.modify_handler(self, 0)
+        self.server.loop.call_later(ACCEPT_RETRY_DELAY_S, self.resume)
+
+    def resume(self):
+        if self.paused and self.fd >= 0:
+            self.paused = False
+            self.server.selector.modify_handler(self, EPOLLIN)
 
 
 @cython.freelist(256)

@@ -9,6 +9,7 @@
 # periodic; the timeouts of issue #5 hang off it too.
 
 import http
+import os
 
 REASON_PHRASES = {s.value: s.phrase.encode("latin-1") for s in http.HTTPStatus}
 cdef dict _STATUS_LINES = {}
@@ -213,6 +214,8 @@ cdef class HttpServer:
         for listener in self.listeners:
             self.selector.remove_handler(listener)
             (<Listener>listener).sock.close()
+            # A retry scheduled by pause() must not touch whatever reuses the number.
+            (<Listener>listener).fd = -1
         self.listeners.clear()
         for connection in list(self.connections):
             task = (<Connection>connection).task
@@ -233,6 +236,7 @@ cdef class HttpServer:
             "bytes_written": self.bytes_written,
             "read_pauses": self.read_pauses,
             "write_pauses": self.write_pauses,
+            "accept_pauses": self.accept_pauses,
             "pool_blocks_in_use": self.pool.blocks_in_use,
             "pool_blocks_free": self.pool.blocks_free,
             "rejections": {RejectReason(k).name: v for k, v in self.rejections.items()},
@@ -265,4 +269,5 @@ cdef class HttpServer:
             _eager_step = False
 
     cdef void _log_accept_error(self, int error) noexcept:
-        _log.warning("accept() failed: %s", OSError(error, "accept").strerror)
+        _log.warning("accept() failed (%s); retrying every %.0f ms until it succeeds",
+                     os.strerror(error), ACCEPT_RETRY_DELAY_S * 1000)
