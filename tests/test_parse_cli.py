@@ -73,3 +73,12 @@ def test_closed_pipe_ends_quietly() -> None:
         stderr = process.stderr.read()
         assert process.wait() == 0
     assert b"Traceback" not in stderr
+
+
+def test_both_commands_are_installed() -> None:
+    """README command 1 runs `kestrel`; `kestrel-parse` is the parser's tool."""
+    from importlib.metadata import entry_points
+
+    scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
+    assert scripts.get("kestrel") == "kestrel.cli:main"
+    assert scripts.get("kestrel-parse") == "kestrel.parse_cli:main"
