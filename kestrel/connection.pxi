@@ -94,6 +94,8 @@ cdef class RequestBody:
     """
 
     def __cinit__(self):
+        if KESTREL_DEBUG:
+            _debug_count("request_body_alloc", 1)
         self.pipe = None
         self.owner = None
         self.complete = False
@@ -101,6 +103,10 @@ cdef class RequestBody:
         self.error = None
         self.started = False
         self.read_all = False
+
+    def __dealloc__(self):
+        if KESTREL_DEBUG:
+            _debug_count("request_body_free", 1)
 
     cdef int feed(self, const char* data, Py_ssize_t length) except -1:
         if self.pipe is None:
@@ -157,6 +163,14 @@ cdef class RequestBody:
 @cython.freelist(256)
 cdef class Request:
     """One HTTP request as the engine hands it to a handler."""
+
+    def __cinit__(self):
+        if KESTREL_DEBUG:
+            _debug_count("request_alloc", 1)
+
+    def __dealloc__(self):
+        if KESTREL_DEBUG:
+            _debug_count("request_free", 1)
 
     @property
     def method(self):
@@ -216,6 +230,8 @@ cdef class Connection(EpollHandler):
     """One client connection."""
 
     def __cinit__(self, HttpServer server, int fd):
+        if KESTREL_DEBUG:
+            _debug_count("connection_alloc", 1)
         self.server = server
         self.fd = fd
         self.parser = server._new_parser()
@@ -232,6 +248,10 @@ cdef class Connection(EpollHandler):
         self.closed = False
         self.peer_eof = False
         self.peer = None
+
+    def __dealloc__(self):
+        if KESTREL_DEBUG:
+            _debug_count("connection_free", 1)
 
     cdef object peer_address(self):
         """The client's (host, port), looked up on first use: most requests never ask."""

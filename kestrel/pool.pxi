@@ -95,6 +95,8 @@ cdef class Pipe:
     """A FIFO of pooled blocks."""
 
     def __cinit__(self, BufferPool pool):
+        if KESTREL_DEBUG:
+            _debug_count("pipe_alloc", 1)
         self.pool = pool
         self.blocks = NULL
         self.count = 0
@@ -106,6 +108,8 @@ cdef class Pipe:
     def __dealloc__(self):
         self.clear()
         free(self.blocks)
+        if KESTREL_DEBUG:
+            _debug_count("pipe_free", 1)
 
     cdef int write(self, const char* data, Py_ssize_t length) except -1:
         cdef Py_ssize_t room, n
