@@ -164,10 +164,8 @@ cdef class RequestBody:
 cdef class Request:
     """One HTTP request as the engine hands it to a handler."""
 
-    def __cinit__(self):
-        if KESTREL_DEBUG:
-            _debug_count("request_alloc", 1)
-
+    # No __cinit__: its argument handling would cost every request, debug build or not;
+    # allocations are counted where the engine makes a Request (_start_request).
     def __dealloc__(self):
         if KESTREL_DEBUG:
             _debug_count("request_free", 1)
@@ -383,6 +381,8 @@ cdef class Connection(EpollHandler):
     cdef void _start_request(self, RequestHead head):
         cdef HttpServer server = self.server
         cdef Request request = Request.__new__(Request)
+        if KESTREL_DEBUG:
+            _debug_count("request_alloc", 1)
         request.head = head
         request.connection = self
         request.body_stream = RequestBody.__new__(RequestBody)
