@@ -213,7 +213,6 @@ cdef class RequestBody:
     cdef bint complete
     cdef object waiter
     cdef object error
-    cdef bint started
     cdef bint read_all
     cdef int feed(self, const char* data, Py_ssize_t length) except -1
     cdef Py_ssize_t queued(self) noexcept

@@ -101,7 +101,6 @@ cdef class RequestBody:
         self.complete = False
         self.waiter = None
         self.error = None
-        self.started = False
         self.read_all = False
 
     def __dealloc__(self):
@@ -142,7 +141,6 @@ cdef class RequestBody:
 
     async def read_chunk(self):
         """The next piece of the body, or b"" at its end."""
-        self.started = True
         cdef Py_ssize_t size
         cdef bytes chunk
         while True:
@@ -610,7 +608,7 @@ cdef class Connection(EpollHandler):
         cdef Py_ssize_t body_len = PyBytes_GET_SIZE(body) if body is not None else 0
         cdef bint head_only = request.head.method is M_HEAD
         cdef bint close = self.close_after_write or not request.head.keep_alive
-        out.append_bytes(_status_line(status, request.head.http_version))
+        out.append_bytes(_status_line(status))
         out.append_bytes(server.date_line)
         if server.server_line is not None:
             out.append_bytes(server.server_line)
@@ -660,7 +658,7 @@ cdef class Connection(EpollHandler):
             self.close_after_write = True
             return
         body = REASON_PHRASES.get(status, b"Bad Request")
-        out.append_bytes(_status_line(status, V_11))
+        out.append_bytes(_status_line(status))
         out.append_bytes(server.date_line)
         if server.server_line is not None:
             out.append_bytes(server.server_line)

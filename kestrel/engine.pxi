@@ -36,13 +36,10 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStri
 from kestrel.includes.system cimport *
 
 import asyncio
-import collections
 import email.utils
 import logging
 import selectors
-import socket
 import sys
-import time
 
 cdef uint64_t ASYNCIO_TAG = (<uint64_t>1) << 63
 # selectors.EVENT_READ / EVENT_WRITE, as C constants for select()'s loop (asserted below).

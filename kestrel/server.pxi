@@ -14,9 +14,9 @@ import os
 REASON_PHRASES = {s.value: s.phrase.encode("latin-1") for s in http.HTTPStatus}
 cdef dict _STATUS_LINES = {}
 
-cdef bytes _status_line(int status, str version):
+cdef bytes _status_line(int status):
     # A server answers with its own version, HTTP/1.1, also to HTTP/1.0 clients (RFC 9110
-    # §2.5); version is only for the caller's symmetry with the request.
+    # §2.5).
     line = _STATUS_LINES.get(status)
     if line is None:
         if not 100 <= status <= 999:
