@@ -91,6 +91,7 @@ cdef class HttpParser:
 
 from libc.stdint cimport uint32_t
 from kestrel.includes.system cimport epoll_event, iovec
+from posix.types cimport off_t
 
 
 cdef class EpollHandler:
@@ -104,6 +105,9 @@ cdef class EpollSelector:
     cdef dict _keys
     cdef dict handlers
     cdef list _released
+    # When the loop last came back from epoll_wait (time.monotonic()), 0.0 while it waits:
+    # the watchdog thread reads it to see a step that holds the loop.
+    cdef public double busy_since
     cdef int _ctl(self, int op, int fd, int events) except -1
     cdef int add_handler(self, EpollHandler handler, uint32_t events) except -1
     cdef int modify_handler(self, EpollHandler handler, uint32_t events) noexcept
@@ -124,15 +128,23 @@ cdef class OutputBuffer:
 cdef class StreamingResponse:
     cdef public object content
     cdef public int status
-    cdef public object headers
+    cdef object _headers              # as given, or a MutableHeaders once asked for
     cdef public object content_type
 
 
 cdef class Response:
     cdef public bytes body
     cdef public int status
-    cdef public object headers
+    cdef object _headers
     cdef public object content_type
+
+
+cdef class FileResponse:
+    cdef public object path
+    cdef public int status
+    cdef object _headers
+    cdef public object content_type
+    cdef public object filename
 
 
 cdef class BufferPool:
@@ -183,17 +195,19 @@ cdef class HttpServer:
     cdef dict rejections
     cdef object heartbeat
     cdef object task_class
+    cdef object request_class
     cdef Py_ssize_t max_request_line_size
     cdef Py_ssize_t max_request_headers_size
     cdef Py_ssize_t max_request_headers
     cdef long long max_request_body_size
+    cdef long long max_parser_body_size
     cdef readonly long long connections_total
     cdef readonly long long requests_total
     cdef readonly long long responses_total
     cdef readonly long long bytes_read
     cdef readonly long long bytes_written
     cdef HttpParser _new_parser(self)
-    cdef void _open_connection(self, int fd) except *
+    cdef Connection _open_connection(self, int fd)
     cdef void _connection_closed(self, Connection connection) noexcept
     cdef object _start_task(self, coro)
     cdef void _log_accept_error(self, int error) noexcept
@@ -209,6 +223,8 @@ cdef class Listener(EpollHandler):
 
 cdef class RequestBody:
     cdef Pipe pipe
+    cdef long long received
+    cdef long long limit              # -1: unlimited
     cdef object owner
     cdef bint complete
     cdef object waiter
@@ -227,6 +243,7 @@ cdef class Request:
     cdef Connection connection
     cdef RequestBody body_stream
     cdef bytes body_bytes
+    cdef int _start_reading(self) except -1
 
 
 cdef class Connection(EpollHandler):
@@ -245,6 +262,9 @@ cdef class Connection(EpollHandler):
     cdef bint closed
     cdef bint peer_eof
     cdef object peer
+    cdef int file_fd                  # a FileResponse being sent, or -1
+    cdef off_t file_offset
+    cdef long long file_remaining
     cdef object peer_address(self)
     cdef void _on_readable(self)
     cdef void _process_held(self)
@@ -254,6 +274,9 @@ cdef class Connection(EpollHandler):
     cdef void _input_consumed(self)
     cdef void _after_response(self)
     cdef void _start_stream(self, Request request, StreamingResponse response)
+    cdef bint _start_file(self, Request request, FileResponse response) except -1
+    cdef void _send_file(self)
+    cdef void _close_file(self) noexcept
     cdef void _output_progress(self)
     cdef void _response_finished(self, Request request)
     cdef Py_ssize_t _process_ptr(self, char* data, Py_ssize_t size)
@@ -262,7 +285,7 @@ cdef class Connection(EpollHandler):
     cdef void _handler_done(self, result, exc)
     cdef int _write_result(self, Request request, result) except -1
     cdef int _write_response(self, Request request, int status, headers, bytes body,
-                             content_type, bint chunked=*) except -1
+                             content_type, bint chunked=*, long long length=*) except -1
     cdef void _reject(self, int reason)
     cdef void _close_if_done(self)
     cdef void _flush(self)

@@ -2,9 +2,12 @@
 
 import asyncio
 import enum
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from socket import socket
 from typing import Any, Final
+
+from kestrel.datastructures import MutableHeaders
 
 class RejectReason(enum.IntEnum):
     """Why a request was rejected. Each value maps to one status in REJECT_STATUS."""
@@ -112,16 +115,21 @@ class Request:
     def headers(self) -> list[tuple[bytes, bytes]]: ...
     @property
     def client(self) -> tuple[str, int] | None: ...
+    max_body_size: int  # this request's body limit (-1: none); starts at the server's
     head: RequestHead
     def stream(self) -> AsyncIterator[bytes]: ...
     async def body(self) -> bytes: ...
 
-HeaderItems = list[tuple[str | bytes, str | bytes]] | dict[str | bytes, str | bytes]
+HeaderItems = (
+    list[tuple[str | bytes, str | bytes]]
+    | dict[str | bytes, str | bytes]
+    | Mapping[str, str]
+    | Iterable[tuple[str | bytes, str | bytes]]
+)
 
 class Response:
     body: bytes
     status: int
-    headers: HeaderItems
     content_type: str | bytes | None
     def __init__(
         self,
@@ -130,11 +138,16 @@ class Response:
         headers: HeaderItems | None = None,
         content_type: str | bytes | None = None,
     ) -> None: ...
+    @property
+    def headers(self) -> MutableHeaders: ...
+    @headers.setter
+    def headers(self, value: HeaderItems | None) -> None: ...
+    @property
+    def status_code(self) -> int: ...
 
 class StreamingResponse:
     content: Any
     status: int
-    headers: HeaderItems
     content_type: str | bytes | None
     def __init__(
         self,
@@ -143,11 +156,36 @@ class StreamingResponse:
         headers: HeaderItems | None = None,
         content_type: str | bytes | None = None,
     ) -> None: ...
+    @property
+    def headers(self) -> MutableHeaders: ...
+    @headers.setter
+    def headers(self, value: HeaderItems | None) -> None: ...
+
+class FileResponse:
+    path: str
+    status: int
+    content_type: str | bytes | None
+    filename: str | None
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        status: int = 200,
+        headers: HeaderItems | None = None,
+        content_type: str | bytes | None = None,
+        filename: str | None = None,
+    ) -> None: ...
+    @property
+    def headers(self) -> MutableHeaders: ...
+    @headers.setter
+    def headers(self, value: HeaderItems | None) -> None: ...
+    @property
+    def status_code(self) -> int: ...
 
 EAGER_TASKS_NATIVE: Final[bool]
 REASON_PHRASES: Final[dict[int, bytes]]
 
-class EpollSelector: ...
+class EpollSelector:
+    busy_since: float  # time.monotonic() when the loop left epoll_wait; 0.0 while waiting
 
 class KestrelEventLoop(asyncio.SelectorEventLoop):
     def __init__(self) -> None: ...
@@ -160,7 +198,7 @@ class HttpServer:
     bytes_written: int
     def __init__(
         self,
-        app: Callable[[Request], Awaitable[Any]],
+        app: Callable[[Any], Awaitable[Any]],
         *,
         loop: asyncio.AbstractEventLoop,
         access_log: bool = False,
@@ -171,9 +209,12 @@ class HttpServer:
         max_request_body_size: int = 30_000_000,
         max_request_buffer_size: int = 1_048_576,
         max_response_buffer_size: int = 65_536,
+        max_parser_body_size: int = ...,
+        request_class: type[Request] | None = None,
     ) -> None: ...
     read_pauses: int
     write_pauses: int
     def listen(self, sock: socket) -> None: ...
+    def adopt(self, sock: socket, peer: tuple[str, int] | None = None) -> None: ...
     def close(self) -> None: ...
     def stats(self) -> dict[str, Any]: ...

@@ -12,7 +12,8 @@ This module is assembled from fragments, each with its own theory of operation:
 - connection.pxi  listeners, connections, requests and bodies, the response writer
 - server.pxi      the server object, the heartbeat, the event loop class
 
-The core never imports the Python layer; the Python layer imports the core.
+The core never imports the Python layer, except kestrel.datastructures (a leaf module) for
+the MutableHeaders a Response hands out; the Python layer imports the core.
 
 Debug builds (KESTREL_DEBUG=1 at build time) count allocations and frees of every object the
 core manages; debug_counters() returns them so tests can assert that they balance.
@@ -29,6 +30,8 @@ cdef extern from *:
     const int KESTREL_DEBUG
 
 include "consts.pxi"
+
+from kestrel.datastructures import Headers, MutableHeaders
 
 cdef dict _DEBUG_COUNTERS = {}
 

@@ -9,6 +9,7 @@ import os
 import sys
 from typing import Any
 
+from kestrel.app import StartupError
 from kestrel.server import Server
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -83,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         server.run()
+    except StartupError as exc:
+        cause = exc.__cause__
+        logging.getLogger("kestrel").error("startup failed", exc_info=cause)
+        raise SystemExit(f"kestrel: {exc}; not serving") from None
     except OSError as exc:
         raise SystemExit(
             f"kestrel: cannot listen on {args.host}:{args.port}: {exc.strerror}"

@@ -33,6 +33,40 @@ cdef enum:
     OUT_INITIAL = 16384
     # The most one body read hands the handler at once.
     MAX_BODY_READ = 65536
+    # The most one sendfile call is asked for (the kernel caps it near 2 GiB anyway).
+    SENDFILE_MAX = 1 << 30
+
+
+cdef tuple _EMPTY_TUPLE = ()
+
+
+cdef bytes _content_disposition(str filename):
+    """attachment; filename=..., with RFC 6266's filename* for names that are not ASCII."""
+    quoted = filename.replace("\\", "\\\\").replace('"', '\\"')
+    try:
+        return f'attachment; filename="{quoted}"'.encode("ascii")
+    except UnicodeEncodeError:
+        return ("attachment; filename*=utf-8''" + urllib.parse.quote(filename)).encode("ascii")
+
+cdef extern from *:
+    """
+    static PyObject* kestrel_type_new(PyObject* type, PyObject* args) {
+        return ((PyTypeObject*)type)->tp_new((PyTypeObject*)type, args, NULL);
+    }
+    """
+    object _type_new "kestrel_type_new" (object type, object args)
+
+
+cdef object _header_items(headers):
+    """(name, value) pairs of response headers given as a list, a dict or Headers."""
+    cdef type kind = type(headers)
+    if kind is MutableHeaders or kind is Headers:
+        return headers.raw
+    if kind is list or kind is tuple:
+        return headers
+    if isinstance(headers, Headers):
+        return headers.raw
+    return headers.items()
 
 
 cdef class Listener(EpollHandler):
@@ -102,12 +136,23 @@ cdef class RequestBody:
         self.waiter = None
         self.error = None
         self.read_all = False
+        self.received = 0
+        self.limit = -1
 
     def __dealloc__(self):
         if KESTREL_DEBUG:
             _debug_count("request_body_free", 1)
 
     cdef int feed(self, const char* data, Py_ssize_t length) except -1:
+        if self.error is not None:
+            return 0  # refused already: the rest is dropped as it arrives
+        self.received += length
+        if self.limit >= 0 and self.received > self.limit:
+            # Only a chunked body gets here: a Content-Length over the limit is refused
+            # before the first read (Request.stream).
+            self.fail(HttpParseError(R_BODY_TOO_LARGE,
+                                     f"request body larger than {self.limit} bytes"))
+            return 0
         if self.pipe is None:
             self.pipe = Pipe((<Connection>self.owner).server.pool)
         self.pipe.write(data, length)
@@ -189,12 +234,30 @@ cdef class Request:
         """(host, port) of the client, or None if the socket has no peer address."""
         return self.connection.peer_address()
 
-    async def stream(self):
-        """The body, piece by piece, as the client sends it."""
+    @property
+    def max_body_size(self):
+        """This request's body limit in bytes (-1: none); a route may change it."""
+        return self.body_stream.limit
+
+    @max_body_size.setter
+    def max_body_size(self, long long value):
+        self.body_stream.limit = value
+
+    cdef int _start_reading(self) except -1:
         cdef RequestBody body = self.body_stream
         if body.read_all:
             raise BodyConsumedError("the request body was already read")
         body.read_all = True
+        if body.limit >= 0 and self.head.content_length > body.limit:
+            raise HttpParseError(R_BODY_TOO_LARGE,
+                                 f"Content-Length {self.head.content_length} is over the "
+                                 f"limit of {body.limit} bytes")
+        return 0
+
+    async def stream(self):
+        """The body, piece by piece, as the client sends it."""
+        cdef RequestBody body = self.body_stream
+        self._start_reading()
         while True:
             chunk = await body.read_chunk()
             if not chunk:
@@ -206,9 +269,7 @@ cdef class Request:
         if self.body_bytes is not None:
             return self.body_bytes
         cdef RequestBody body = self.body_stream
-        if body.read_all:
-            raise BodyConsumedError("the request body was already read")
-        body.read_all = True
+        self._start_reading()
         parts = []
         while True:
             chunk = await body.read_chunk()
@@ -244,6 +305,7 @@ cdef class Connection(EpollHandler):
         self.closed = False
         self.peer_eof = False
         self.peer = None
+        self.file_fd = -1
 
     def __dealloc__(self):
         if KESTREL_DEBUG:
@@ -378,13 +440,22 @@ cdef class Connection(EpollHandler):
 
     cdef void _start_request(self, RequestHead head):
         cdef HttpServer server = self.server
-        cdef Request request = Request.__new__(Request)
+        cdef Request request
+        cdef RequestBody body = RequestBody.__new__(RequestBody)
+        cdef object request_class = server.request_class
+        if request_class is Request:
+            request = Request.__new__(Request)
+        else:
+            # A framework subclass: its type's tp_new directly, as __new__ would, minus
+            # the attribute lookup and call.
+            request = <Request>_type_new(request_class, _EMPTY_TUPLE)
         if KESTREL_DEBUG:
             _debug_count("request_alloc", 1)
         request.head = head
         request.connection = self
-        request.body_stream = RequestBody.__new__(RequestBody)
-        request.body_stream.owner = self
+        request.body_stream = body
+        body.owner = self
+        body.limit = server.max_request_body_size
         if head.content_length == 0 or (head.content_length < 0 and not head.chunked):
             request.body_stream.complete = True
             request.body_bytes = b""
@@ -427,14 +498,101 @@ cdef class Connection(EpollHandler):
             self._input_consumed()
             self._input_idle()
 
+    # ---- Files, sent with sendfile(2) straight from the page cache.
+
+    cdef bint _start_file(self, Request request, FileResponse response) except -1:
+        """Write the head of a file response; True if its body is still to be sent."""
+        cdef long long size, first, length
+        try:
+            fd = os.open(response.path, os.O_RDONLY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            self._write_response(request, 404, None, b"Not Found", b"text/plain; charset=utf-8")
+            return False
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                os.close(fd)
+                self._write_response(request, 404, None, b"Not Found",
+                                     b"text/plain; charset=utf-8")
+                return False
+        except BaseException:
+            os.close(fd)
+            raise
+        size = info.st_size
+        etag = f'"{info.st_mtime_ns:x}-{size:x}"'
+        last_modified = email.utils.formatdate(info.st_mtime, usegmt=True)
+        headers = [(b"accept-ranges", b"bytes"), (b"last-modified", last_modified.encode()),
+                   (b"etag", etag.encode())]
+        if response.filename is not None:
+            headers.append((b"content-disposition", _content_disposition(response.filename)))
+        if response._headers:
+            headers.extend(_header_items(response._headers))
+        status = response.status
+        first, length = 0, size
+        span = _file_range(request, size, etag, last_modified) if status == 200 else None
+        if span == -1:
+            os.close(fd)
+            headers.append((b"content-range", b"bytes */%d" % size))
+            self._write_response(request, 416, headers, b"", None)
+            return False
+        if span is not None:
+            status = 206
+            first = span[0]
+            length = span[1] - first + 1
+            headers.append((b"content-range", b"bytes %d-%d/%d" % (first, span[1], size)))
+        self._write_response(request, status, headers, None, response.content_type, False,
+                             length)
+        if length == 0 or request.head.method is M_HEAD:
+            os.close(fd)
+            return False
+        self.file_fd = fd
+        self.file_offset = first
+        self.file_remaining = length
+        return True
+
+    cdef void _send_file(self):
+        """Send the file until the socket is full (EPOLLOUT resumes) or the file is out."""
+        cdef ssize_t sent
+        cdef HttpServer server = self.server
+        while self.file_remaining > 0:
+            sent = sendfile(self.fd, self.file_fd, &self.file_offset,
+                            <size_t>min(self.file_remaining, SENDFILE_MAX))
+            if sent < 0:
+                if errno == EINTR:
+                    continue
+                if errno == EAGAIN:
+                    if not (self.events & EPOLLOUT):
+                        server.write_pauses += 1
+                        self._set_events(self.events | EPOLLOUT)
+                    return
+                self.abort()
+                return
+            if sent == 0:
+                # The file shrank while being sent: the promised length can no longer be
+                # met, and only an incomplete response tells the client so.
+                _log.warning("file shrank while being sent; connection aborted")
+                self.abort()
+                return
+            server.bytes_written += sent
+            self.file_remaining -= sent
+        self._close_file()
+        if self.events & EPOLLOUT:
+            self._set_events(self.events & ~EPOLLOUT)
+        self._response_finished(self.current)
+        self._after_response()
+
+    cdef void _close_file(self) noexcept:
+        if self.file_fd >= 0:
+            close(self.file_fd)
+            self.file_fd = -1
+
     # ---- Streamed responses, with output flow control.
 
     cdef void _start_stream(self, Request request, StreamingResponse response):
         cdef HttpServer server = self.server
         cdef OutputBuffer out = server.out
         cdef bint chunked = request.head.http_version is not V_10
-        headers = list(response.headers.items() if isinstance(response.headers, dict)
-                       else response.headers)
+        headers = list(_header_items(response._headers)) if response._headers else []
         for name, _ in headers:
             if (name if type(name) is bytes else (<str>name).encode()).lower() == \
                     b"content-length":
@@ -565,6 +723,15 @@ cdef class Connection(EpollHandler):
             # The body is sent by its own task; the request ends when it has been sent.
             self._start_stream(request, <StreamingResponse>result)
             return
+        elif isinstance(result, FileResponse):
+            try:
+                if self._start_file(request, <FileResponse>result):
+                    return  # _flush sends the file; _file_sent ends the request
+            except Exception as error:
+                out.length = mark
+                _log.error("could not send %r", result, exc_info=error)
+                self._write_response(request, 500, None, b"Internal Server Error",
+                                     b"text/plain; charset=utf-8")
         self._response_finished(request)
 
     cdef void _response_finished(self, Request request):
@@ -589,10 +756,11 @@ cdef class Connection(EpollHandler):
             self._write_response(request, 200, None, (<str>result).encode(),
                                  b"text/plain; charset=utf-8")
         elif isinstance(result, Response):
-            self._write_response(request, result.status, result.headers, result.body,
-                                 result.content_type)
-        elif isinstance(result, StreamingResponse):
-            pass  # its head is written by _start_stream
+            response = <Response>result
+            self._write_response(request, response.status, response._headers, response.body,
+                                 response.content_type)
+        elif isinstance(result, StreamingResponse) or isinstance(result, FileResponse):
+            pass  # their heads are written by _start_stream and _start_file
         elif result is None:
             self._write_response(request, 204, None, b"", None)
         else:
@@ -601,8 +769,9 @@ cdef class Connection(EpollHandler):
         return 0
 
     cdef int _write_response(self, Request request, int status, headers, bytes body,
-                             content_type, bint chunked=False) except -1:
-        """Serialize a response; body None writes only the head of a streamed one."""
+                             content_type, bint chunked=False, long long length=-1) except -1:
+        """Serialize a response; body None writes only the head of a streamed one (whose
+        Content-Length, if known, is `length`)."""
         cdef HttpServer server = self.server
         cdef OutputBuffer out = server.out
         cdef Py_ssize_t body_len = PyBytes_GET_SIZE(body) if body is not None else 0
@@ -618,7 +787,7 @@ cdef class Connection(EpollHandler):
                              else (<str>content_type).encode("latin-1"))
             out.append(b"\r\n", 2)
         if headers:
-            for name, value in (headers.items() if isinstance(headers, dict) else headers):
+            for name, value in _header_items(headers):
                 out.append_bytes(name if type(name) is bytes else (<str>name).encode("latin-1"))
                 out.append(b": ", 2)
                 out.append_bytes(value if type(value) is bytes
@@ -626,8 +795,11 @@ cdef class Connection(EpollHandler):
                 out.append(b"\r\n", 2)
         if chunked:
             out.append(b"transfer-encoding: chunked\r\n", 28)
-        elif body is not None and status >= 200 and status != 204 and status != 304:
-            out.append_content_length(body_len)
+        elif status >= 200 and status != 204 and status != 304:
+            if body is not None:
+                out.append_content_length(body_len)
+            elif length >= 0:
+                out.append_content_length(length)
         if close:
             out.append(b"connection: close\r\n", 19)
             self.close_after_write = True
@@ -716,12 +888,14 @@ cdef class Connection(EpollHandler):
                     held = self.held_out = Pipe(server.pool)
                 held.write(out.data + sent, out.length - sent)
             out.length = 0
-        else:
+        elif self.file_fd < 0:
             return
         if held is not None and held.size:
             if not (self.events & EPOLLOUT):
                 server.write_pauses += 1
                 self._set_events(self.events | EPOLLOUT)
+        elif self.file_fd >= 0:
+            self._send_file()
         else:
             if self.events & EPOLLOUT:
                 self._set_events(self.events & ~EPOLLOUT)
@@ -764,6 +938,7 @@ cdef class Connection(EpollHandler):
         self.closed = True
         self.server.selector.remove_handler(self)
         close(self.fd)
+        self._close_file()
         if self.held_in is not None:
             self.held_in.clear()
         if self.held_out is not None:

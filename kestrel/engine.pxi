@@ -39,6 +39,8 @@ import asyncio
 import email.utils
 import logging
 import selectors
+import stat
+import urllib.parse
 import sys
 
 cdef uint64_t ASYNCIO_TAG = (<uint64_t>1) << 63
@@ -72,6 +74,13 @@ cdef int _wait(int epfd, epoll_event* events, int timeout_ms) noexcept:
     return n
 
 
+cdef double _monotonic() noexcept:
+    # The clock time.monotonic() reads, so the watchdog thread can compare the two.
+    cdef timespec now
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return now.tv_sec + now.tv_nsec * 1e-9
+
+
 cdef class EpollHandler:
     """Something the engine owns in the epoll set: a listener or a connection."""
 
@@ -92,6 +101,7 @@ cdef class EpollSelector:
         self._keys = {}
         self.handlers = {}
         self._released = []
+        self.busy_since = 0.0
 
     def __dealloc__(self):
         if self.events != NULL:
@@ -167,7 +177,9 @@ cdef class EpollSelector:
             timeout_ms = <int>(timeout * 1000.0)
             if timeout_ms < timeout * 1000.0:
                 timeout_ms += 1
+        self.busy_since = 0.0
         n = _wait(self.epfd, self.events, timeout_ms)
+        self.busy_since = _monotonic()
         if n < 0:
             if errno == EINTR:
                 return []

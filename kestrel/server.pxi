@@ -9,7 +9,9 @@
 # periodic; the timeouts of issue #5 hang off it too.
 
 import http
+import mimetypes
 import os
+import re
 
 REASON_PHRASES = {s.value: s.phrase.encode("latin-1") for s in http.HTTPStatus}
 cdef dict _STATUS_LINES = {}
@@ -101,8 +103,19 @@ cdef class StreamingResponse:
             raise TypeError("StreamingResponse needs an iterable or an async iterable")
         self.content = content
         self.status = status
-        self.headers = headers if headers is not None else []
+        self._headers = headers
         self.content_type = content_type
+
+    @property
+    def headers(self):
+        """The response's headers as a MutableHeaders (made on first access)."""
+        if type(self._headers) is not MutableHeaders:
+            self._headers = MutableHeaders(self._headers)
+        return self._headers
+
+    @headers.setter
+    def headers(self, value):
+        self._headers = value
 
 
 cdef class Response:
@@ -117,11 +130,100 @@ cdef class Response:
             body = bytes(body)
         self.body = body
         self.status = status
-        self.headers = headers if headers is not None else []
+        self._headers = headers
         self.content_type = content_type
+
+    # Made on first access, so a response nobody adds headers to never builds one.
+    @property
+    def headers(self):
+        """The response's headers as a MutableHeaders: ``response.headers["x"] = "1"``."""
+        if type(self._headers) is not MutableHeaders:
+            self._headers = MutableHeaders(self._headers)
+        return self._headers
+
+    @headers.setter
+    def headers(self, value):
+        self._headers = value
+
+    @property
+    def status_code(self):
+        return self.status
 
     def __repr__(self):
         return f"<Response {self.status} {len(self.body)} bytes>"
+
+
+cdef class FileResponse:
+    """A file sent with sendfile(2), with single-range requests (RFC 9110 §14) supported.
+
+    The file is opened when the response is sent, not when it is made: a missing file is a
+    404. Accept-Ranges, Last-Modified and an ETag are sent; a Range asking for one satisfiable
+    range gets 206 with Content-Range, an unsatisfiable one 416, and several ranges the whole
+    file (RFC 9110 §14.2 lets a server ignore Range). If-Range that does not match sends the
+    whole file.
+    """
+
+    def __init__(self, path, int status=200, headers=None, content_type=None,
+                 filename=None):
+        self.path = os.fspath(path)
+        self.status = status
+        self._headers = headers
+        if content_type is None:
+            content_type = mimetypes.guess_type(self.path)[0] or "application/octet-stream"
+            if content_type.startswith("text/"):
+                content_type += "; charset=utf-8"
+        self.content_type = content_type
+        self.filename = filename
+
+    @property
+    def headers(self):
+        if type(self._headers) is not MutableHeaders:
+            self._headers = MutableHeaders(self._headers)
+        return self._headers
+
+    @headers.setter
+    def headers(self, value):
+        self._headers = value
+
+    @property
+    def status_code(self):
+        return self.status
+
+    def __repr__(self):
+        return f"<FileResponse {self.status} {self.path!r}>"
+
+
+cdef object _RANGE = re.compile(r"bytes=(\d*)-(\d*)\Z")
+
+
+cdef object _file_range(Request request, long long size, str etag, str last_modified):
+    """(first, last) byte of the range to send, None for the whole file, or -1 if unsatisfiable."""
+    cdef list ranges = [v for n, v in request.head.headers if n == b"range"]
+    if len(ranges) != 1 or request.head.method not in ("GET", "HEAD"):
+        return None
+    for name, value in request.head.headers:
+        if name == b"if-range":
+            validator = value.decode("latin-1").strip()
+            if validator != etag and validator != last_modified:
+                return None
+    spec = (<bytes>ranges[0]).decode("latin-1").replace(" ", "")
+    if "," in spec:
+        return None  # several ranges: the whole file, in one ordinary response
+    match = _RANGE.match(spec)
+    if match is None or (not match.group(1) and not match.group(2)):
+        return None  # not a byte range we understand: ignored, as RFC 9110 §14.2 allows
+    if not match.group(1):
+        suffix = int(match.group(2))
+        if suffix == 0 or size == 0:
+            return -1
+        return (max(size - suffix, 0), size - 1)
+    first = int(match.group(1))
+    last = int(match.group(2)) if match.group(2) else size - 1
+    if first > last:
+        return None  # an invalid range-spec is ignored (§14.1.1)
+    if first >= size:
+        return -1
+    return (first, min(last, size - 1))
 
 
 EAGER_TASKS_NATIVE = sys.version_info >= (3, 12)
@@ -165,7 +267,8 @@ cdef class HttpServer:
                   Py_ssize_t max_request_headers=DEFAULT_MAX_REQUEST_HEADERS,
                   long long max_request_body_size=DEFAULT_MAX_REQUEST_BODY_SIZE,
                   Py_ssize_t max_request_buffer_size=DEFAULT_MAX_REQUEST_BUFFER_SIZE,
-                  Py_ssize_t max_response_buffer_size=DEFAULT_MAX_RESPONSE_BUFFER_SIZE):
+                  Py_ssize_t max_response_buffer_size=DEFAULT_MAX_RESPONSE_BUFFER_SIZE,
+                  long long max_parser_body_size=-2, request_class=None):
         if not isinstance(loop, KestrelEventLoop):
             raise TypeError("HttpServer needs a KestrelEventLoop (kestrel.new_event_loop())")
         self.app = app
@@ -189,7 +292,16 @@ cdef class HttpServer:
         self.max_request_line_size = max_request_line_size
         self.max_request_headers_size = max_request_headers_size
         self.max_request_headers = max_request_headers
+        # Each request starts with max_request_body_size as its limit, which an app may change
+        # per route; the parser refuses only what no route could take (by default the same).
         self.max_request_body_size = max_request_body_size
+        self.max_parser_body_size = (max_request_body_size if max_parser_body_size == -2
+                                     else max_parser_body_size)
+        if request_class is None:
+            request_class = Request
+        elif not (isinstance(request_class, type) and issubclass(request_class, Request)):
+            raise TypeError("request_class must be kestrel._core.Request or a subclass")
+        self.request_class = request_class
         self.task_class = asyncio.Task
         self.heartbeat = None
         self._tick()
@@ -246,13 +358,31 @@ cdef class HttpServer:
         return HttpParser(max_request_line_size=self.max_request_line_size,
                           max_request_headers_size=self.max_request_headers_size,
                           max_request_headers=self.max_request_headers,
-                          max_request_body_size=self.max_request_body_size)
+                          max_request_body_size=self.max_parser_body_size)
 
-    cdef void _open_connection(self, int fd) except *:
+    cdef Connection _open_connection(self, int fd):
         connection = Connection(self, fd)
         self.selector.add_handler(connection, EPOLLIN | EPOLLRDHUP)
         self.connections.add(connection)
         self.connections_total += 1
+        return connection
+
+    def adopt(self, sock, peer=None):
+        """Serve one already connected stream socket (a socketpair end, for the TestClient).
+
+        The socket's descriptor is taken over: the engine closes it with the connection.
+        `peer` is what request.client reports when the socket has no IP peer address.
+        """
+        sock.setblocking(False)
+        cdef int fd = sock.detach()
+        cdef Connection connection
+        try:
+            connection = self._open_connection(fd)
+        except BaseException:
+            close(fd)
+            raise
+        if peer is not None:
+            connection.peer = tuple(peer)
 
     cdef void _connection_closed(self, Connection connection) noexcept:
         self.connections.discard(connection)

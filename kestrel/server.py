@@ -3,13 +3,16 @@
     with kestrel.serve_in_thread(app, port=0) as server:
         urllib.request.urlopen(server.url)
 
-Until the framework lands (issue #4), an app is an `async def app(request)` that returns
-bytes, str, None (204) or a `kestrel.Response`.
+The app is a kestrel.App, or a bare `async def app(request)` that the engine calls directly
+(it returns bytes, str, None for 204, or a Response, StreamingResponse or FileResponse).
+An App's startup runs before the socket is listened on; if it fails, serve() raises
+StartupError and nothing is served.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import signal
 import socket
@@ -18,8 +21,10 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from kestrel._core import HttpServer, KestrelEventLoop, Request
+from kestrel.watchdog import DEFAULT_THRESHOLD, Watchdog
 
-Handler = Callable[[Request], Awaitable[Any]]
+# A bare handler the engine calls directly (kestrel._core.Request or a subclass).
+Handler = Callable[[Any], Awaitable[Any]]
 
 DEFAULT_BACKLOG = 2048  # uvicorn's and hypercorn's default; the kernel caps it at somaxconn
 
@@ -55,9 +60,12 @@ class Server:
         server_header: str | None = "kestrel",
         backlog: int = DEFAULT_BACKLOG,
         max_request_body_size: int = 30_000_000,
+        blocking_threshold: float | None = DEFAULT_THRESHOLD,
     ) -> None:
         self.app = app
         self.max_request_body_size = max_request_body_size
+        self.blocking_threshold = blocking_threshold
+        self.watchdog: Watchdog | None = None
         self.host = host
         self.port = port
         self.access_log = access_log
@@ -73,32 +81,93 @@ class Server:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    async def serve(self) -> None:
-        """Serve until stop() is called."""
+    async def serve(self, listen: bool = True) -> None:
+        """Run the app's startup, serve until stop() is called, then run its shutdown.
+
+        With listen=False no socket is bound: connections come only through adopt() (the
+        TestClient's in-memory transport).
+        """
+        from kestrel.app import App
+        from kestrel.request import Request as AppRequest
+
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._stop = asyncio.Event()
-        sock = bind_socket(self.host, self.port, self.backlog)
-        self.port = sock.getsockname()[1]
-        engine = HttpServer(
-            self.app,
-            loop=loop,
-            access_log=self.access_log,
-            server_header=self.server_header,
-            max_request_body_size=self.max_request_body_size,
-        )
-        self._engine = engine
-        engine.listen(sock)
-        self.started.set()
+        app = self.app
+        if isinstance(app, App):
+            await app.startup()
+            handler: Handler = app.entry
+            request_class: type[Request] = AppRequest
+            # The parser refuses only bodies no route could take; each route's own limit
+            # (or the server's) is checked per request.
+            route_limits = [
+                h.max_body_size
+                for r in app.routes
+                for h in r.handlers.values()
+                if h.max_body_size is not None
+            ]
+            parser_limit = (
+                -1
+                if self.max_request_body_size < 0
+                else max([self.max_request_body_size, *route_limits])
+            )
+        else:
+            handler, request_class, parser_limit = app, Request, self.max_request_body_size
         try:
-            await self._stop.wait()
+            sock = bind_socket(self.host, self.port, self.backlog) if listen else None
+            if sock is not None:
+                self.port = sock.getsockname()[1]
+            engine = HttpServer(
+                handler,
+                loop=loop,
+                access_log=self.access_log,
+                server_header=self.server_header,
+                max_request_body_size=self.max_request_body_size,
+                max_parser_body_size=parser_limit,
+                request_class=request_class,
+            )
+            self._engine = engine
+            if sock is not None:
+                engine.listen(sock)
+            if self.blocking_threshold is not None:
+                self.watchdog = Watchdog(
+                    loop._selector,  # type: ignore[attr-defined]
+                    threading.get_ident(),
+                    self.blocking_threshold,
+                )
+                self.watchdog.start()
+            self.started.set()
+            try:
+                await self._stop.wait()
+            finally:
+                if self.watchdog is not None:
+                    self.watchdog.stop()
+                engine.close()
         finally:
-            engine.close()
+            if isinstance(app, App):
+                await app.shutdown()
 
     def stop(self) -> None:
         """Ask the server to stop; safe to call from any thread."""
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
+
+    def adopt(self, sock: socket.socket, peer: tuple[str, int] | None = None) -> None:
+        """Serve an already connected socket (from any thread); the engine takes it over."""
+        engine, loop = self._engine, self._loop
+        if engine is None or loop is None:
+            raise RuntimeError("the server is not running")
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def adopt() -> None:
+            try:
+                engine.adopt(sock, peer)
+                done.set_result(None)
+            except BaseException as exc:
+                done.set_exception(exc)
+
+        loop.call_soon_threadsafe(adopt)
+        done.result(timeout=10)
 
     def stats(self) -> dict[str, Any]:
         return self._engine.stats() if self._engine is not None else {}
@@ -116,7 +185,7 @@ class Server:
 
 @contextlib.contextmanager
 def serve_in_thread(
-    app: Handler, host: str = "127.0.0.1", port: int = 0, **options: Any
+    app: Handler, host: str = "127.0.0.1", port: int = 0, *, listen: bool = True, **options: Any
 ) -> Iterator[Server]:
     """Run a server in a background thread for the duration of a `with` block."""
     server = Server(app, host, port, **options)
@@ -125,7 +194,7 @@ def serve_in_thread(
     def run() -> None:
         loop = new_event_loop()
         try:
-            loop.run_until_complete(server.serve())
+            loop.run_until_complete(server.serve(listen=listen))
         except BaseException as exc:
             failure.append(exc)
             server.started.set()

@@ -15,7 +15,8 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from kestrel import Request, StreamingResponse, serve_in_thread
+from kestrel import StreamingResponse, serve_in_thread
+from kestrel._core import Request
 
 MIB = 1 << 20
 

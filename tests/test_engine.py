@@ -31,8 +31,8 @@ from typing import Any
 import httpx
 import pytest
 
-from kestrel import ClientDisconnect, Request, Response, Server, serve_in_thread
-from kestrel._core import BodyConsumedError
+from kestrel import ClientDisconnect, Response, Server, serve_in_thread
+from kestrel._core import BodyConsumedError, Request
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 5.0

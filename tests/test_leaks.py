@@ -61,7 +61,8 @@ def serve_workload() -> int:
     import asyncio
     import http.client
 
-    from kestrel import Request, StreamingResponse, serve_in_thread
+    from kestrel import StreamingResponse, serve_in_thread
+    from kestrel._core import Request
 
     async def app(request: Request) -> object:
         if request.target == b"/echo":

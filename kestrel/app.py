@@ -1,0 +1,322 @@
+"""The App: routes, middleware, exception handlers and the lifespan.
+
+How a request flows
+-------------------
+The engine calls the App's entry point with the request. The entry point is the middleware
+onion, built once (on the first request or at startup) and rebuilt only if middleware is
+added later::
+
+    first middleware added  ->  ...  ->  last middleware added  ->  dispatch  ->  handler
+          (outermost: sees the request first and the response last)
+
+This is ASP.NET Core's order: middleware runs in the order it was added. Each middleware is
+``async def mw(request, call_next)``; ``await call_next(request)`` runs the rest of the onion
+and returns a Response (a handler's ``str``/``dict``/... has been turned into one by then),
+whose ``headers`` the middleware may change.
+
+``dispatch`` routes the request, runs the handler (``async def`` on the loop, plain ``def``
+in the App's bounded thread pool) and turns exceptions into responses: HTTPException, routing
+misses (404, 405 with Allow, 308 for a trailing slash, 400 for a path that does not decode)
+and any exception type with a registered handler. Anything else propagates through the
+middleware to the engine, which logs the traceback and answers 500 (with ``App(debug=True)``
+the App answers instead, with the traceback in the body).
+
+With no middleware the handler's return value goes to the engine as it is: the engine
+serializes str, bytes, None, Response, StreamingResponse and FileResponse itself, in C, and
+only dict and list are encoded here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import logging
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from kestrel._core import (
+    ClientDisconnect,
+    FileResponse,
+    HttpParseError,
+    Response,
+    StreamingResponse,
+)
+from kestrel.exceptions import HTTPException
+from kestrel.request import BadRequest, Request
+from kestrel.response import json_response
+from kestrel.routing import MethodNotAllowed, NotFound, Router
+
+log = logging.getLogger("kestrel.app")
+
+AnyResponse = Response | StreamingResponse | FileResponse
+CallNext = Callable[[Request], Awaitable[AnyResponse]]
+Middleware = Callable[[Request, CallNext], Awaitable[AnyResponse]]
+ExceptionHandler = Callable[[Request, Any], Awaitable[Any] | Any]
+Hook = Callable[[], Awaitable[None] | None]
+Lifespan = Callable[["App"], contextlib.AbstractAsyncContextManager[Any]]
+F = TypeVar("F", bound=Callable[..., Any])
+
+# What a plain-def handler's thread pool defaults to: anyio's (Starlette's) default of 40.
+DEFAULT_THREADS = 40
+
+_TEXT = b"text/plain; charset=utf-8"
+
+
+class StartupError(RuntimeError):
+    """A startup hook or the lifespan failed; the server does not start."""
+
+
+class App(Router):
+    """A kestrel application: ``app = App()``, then ``@app.get("/")`` and friends."""
+
+    def __init__(
+        self,
+        *,
+        debug: bool = False,
+        lifespan: Lifespan | None = None,
+        max_threads: int = DEFAULT_THREADS,
+    ) -> None:
+        super().__init__()
+        self.debug = debug
+        self.lifespan = lifespan
+        self.max_threads = max_threads
+        self.user_middleware: list[Middleware] = []
+        self.exception_handlers: dict[type[BaseException], ExceptionHandler] = {}
+        self.startup_hooks: list[Hook] = []
+        self.shutdown_hooks: list[Hook] = []
+        self._entry: Callable[[Request], Awaitable[Any]] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._lifespan_context: contextlib.AbstractAsyncContextManager[Any] | None = None
+
+    # ---- Middleware.
+
+    def middleware(self, func: Middleware) -> Middleware:
+        """Decorator: ``@app.middleware`` on ``async def mw(request, call_next)``."""
+        self.add_middleware(func)
+        return func
+
+    def add_middleware(self, middleware: Any, **options: Any) -> None:
+        """Add a middleware function, or a class instantiated with ``options``.
+
+        A class's instances are called as ``await instance(request, call_next)``; the bundled
+        ones are in kestrel.middleware (CORS, GZip, TrustedHost, RequestId).
+        """
+        if isinstance(middleware, type):
+            middleware = middleware(**options)
+        elif options:
+            raise TypeError("options are for middleware classes; a function takes none")
+        if not callable(middleware):
+            raise TypeError(f"middleware must be callable, not {middleware!r}")
+        self.user_middleware.append(middleware)
+        self._entry = None
+
+    def exception_handler(self, exc_type: type[BaseException]) -> Callable[[F], F]:
+        """Decorator: ``@app.exception_handler(KeyError)`` on ``async def h(request, exc)``."""
+
+        def register(func: F) -> F:
+            self.exception_handlers[exc_type] = func
+            return func
+
+        return register
+
+    # ---- The entry point the engine calls.
+
+    @property
+    def entry(self) -> Callable[[Request], Awaitable[Any]]:
+        """The callable the engine runs per request (the middleware onion, built once)."""
+        if self._entry is None:
+            self._entry = self._build()
+        return self._entry
+
+    def __call__(self, request: Request) -> Awaitable[Any]:
+        return self.entry(request)
+
+    def _build(self) -> Callable[[Request], Awaitable[Any]]:
+        if not self.user_middleware:
+            entry: Callable[[Request], Awaitable[Any]] = functools.partial(
+                self._dispatch, convert=False
+            )
+        else:
+            call_next: CallNext = functools.partial(self._dispatch, convert=True)
+            for middleware in reversed(self.user_middleware):
+                call_next = _layer(middleware, call_next)
+            entry = call_next
+        if self.debug:
+            entry = functools.partial(self._debug_errors, entry)
+        return entry
+
+    async def _dispatch(self, request: Request, convert: bool) -> Any:
+        """Route, run the handler, and turn what it returns or raises into a response."""
+        try:
+            handler, params = self.match(request.method, request.path)
+            request.app = self
+            request.route = handler.route.path
+            request.path_params = params
+            if handler.max_body_size is not None:
+                request.max_body_size = handler.max_body_size
+            if 0 <= request.max_body_size < request.head.content_length:
+                raise HTTPException(413, "Content Too Large")
+            if handler.is_async:
+                if params:
+                    result = await handler.endpoint(request, **params)
+                else:
+                    result = await handler.endpoint(request)
+            else:
+                result = await self._run_in_thread(handler.endpoint, request, params)
+        except (HttpParseError, ClientDisconnect):
+            raise  # the engine answers these (with the parser's status) and closes
+        except Exception as exc:
+            result = await self._handle_exception(request, exc)
+        if convert or type(result) is dict or type(result) is list:
+            return to_response(result)
+        return result
+
+    async def _handle_exception(self, request: Request, exc: Exception) -> Any:
+        for kind in type(exc).__mro__:
+            handler = self.exception_handlers.get(kind)
+            if handler is not None:
+                result = handler(request, exc)
+                if asyncio.iscoroutine(result):
+                    result = await result
+                return result
+        if isinstance(exc, HTTPException):
+            return http_exception_response(exc)
+        if isinstance(exc, NotFound):
+            return self._not_found(request)
+        if isinstance(exc, MethodNotAllowed):
+            return Response(b"Method Not Allowed", 405, [(b"allow", exc.allow.encode())], _TEXT)
+        if isinstance(exc, BadRequest):
+            return Response(str(exc).encode(), 400, None, _TEXT)
+        raise exc
+
+    def _not_found(self, request: Request) -> Response:
+        path = request.path
+        if path != "/":
+            other = path[:-1] if path.endswith("/") else path + "/"
+            if self.has_path(other):
+                location = request.raw_path.decode("ascii")
+                location = location[:-1] if location.endswith("/") else location + "/"
+                if request.query_string:
+                    location += "?" + request.query_string.decode("latin-1")
+                return Response(b"", 308, [(b"location", location.encode("latin-1"))])
+        return Response(b"Not Found", 404, None, _TEXT)
+
+    async def _debug_errors(
+        self, entry: Callable[[Request], Awaitable[Any]], request: Request
+    ) -> Any:
+        try:
+            return await entry(request)
+        except (HttpParseError, ClientDisconnect, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            log.error(
+                "%s %s (route %s) raised",
+                request.method,
+                request.path,
+                getattr(request, "route", None),
+                exc_info=exc,
+            )
+            body = "".join(traceback.format_exception(exc))
+            return Response(body.encode(), 500, None, _TEXT)
+
+    async def _run_in_thread(
+        self, endpoint: Callable[..., Any], request: Request, params: dict[str, Any]
+    ) -> Any:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.max_threads, thread_name_prefix="kestrel")
+        context = contextvars.copy_context()
+        call = functools.partial(context.run, endpoint, request, **params)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    # ---- Lifespan.
+
+    def on_startup(self, func: F) -> F:
+        self.startup_hooks.append(func)
+        return func
+
+    def on_shutdown(self, func: F) -> F:
+        self.shutdown_hooks.append(func)
+        return func
+
+    async def startup(self) -> None:
+        """Run the lifespan's entry and the startup hooks; any failure is a StartupError."""
+        self.entry  # noqa: B018 - build the onion now, not on the first request
+        try:
+            if self.lifespan is not None:
+                self._lifespan_context = self.lifespan(self)
+                await self._lifespan_context.__aenter__()
+            for hook in self.startup_hooks:
+                result = hook()
+                if result is not None:
+                    await result
+        except Exception as exc:
+            raise StartupError(f"application startup failed: {exc!r}") from exc
+
+    async def shutdown(self) -> None:
+        """Run the shutdown hooks, then the lifespan's exit; failures are logged."""
+        for hook in self.shutdown_hooks:
+            try:
+                result = hook()
+                if result is not None:
+                    await result
+            except Exception:
+                log.exception("shutdown hook %r failed", hook)
+        if self._lifespan_context is not None:
+            context, self._lifespan_context = self._lifespan_context, None
+            try:
+                await context.__aexit__(None, None, None)
+            except Exception:
+                log.exception("lifespan shutdown failed")
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[App]:
+        """``async with app.running():`` startup on entry, shutdown on exit."""
+        await self.startup()
+        try:
+            yield self
+        finally:
+            await self.shutdown()
+
+
+def _layer(middleware: Middleware, call_next: CallNext) -> CallNext:
+    # A plain function, not a coroutine: a layer adds a call, not a coroutine object.
+    def layer(request: Request) -> Awaitable[AnyResponse]:
+        return middleware(request, call_next)
+
+    return layer
+
+
+def to_response(result: Any) -> AnyResponse:
+    """Turn what a handler returned into a Response (what middleware sees)."""
+    kind = type(result)
+    if kind is str:
+        return Response(result.encode(), 200, None, _TEXT)
+    if kind is bytes:
+        return Response(result, 200, None, b"application/octet-stream")
+    if kind is dict or kind is list:
+        return json_response(result)
+    if isinstance(result, (Response, StreamingResponse, FileResponse)):
+        return result
+    if result is None:
+        return Response(b"", 204)
+    raise TypeError(
+        f"a handler returned {kind.__name__}; return str, bytes, dict, list, None or a "
+        "Response, StreamingResponse or FileResponse"
+    )
+
+
+def http_exception_response(exc: HTTPException) -> Response:
+    if isinstance(exc.detail, (dict, list)):
+        response = json_response(exc.detail, exc.status)
+    else:
+        response = Response(str(exc.detail).encode(), exc.status, None, _TEXT)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
