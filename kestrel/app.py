@@ -3,8 +3,8 @@
 How a request flows
 -------------------
 The engine calls the App's entry point with the request. The entry point is the middleware
-onion, built once (on the first request or at startup) and rebuilt only if middleware is
-added later::
+onion, built once, at startup (the server keeps that one, so middleware is added before the
+app starts; adding it to a running app is an error)::
 
     first middleware added  ->  ...  ->  last middleware added  ->  dispatch  ->  handler
           (outermost: sees the request first and the response last)
@@ -19,7 +19,9 @@ in the App's bounded thread pool) and turns exceptions into responses: HTTPExcep
 misses (404, 405 with Allow, 308 for a trailing slash, 400 for a path that does not decode)
 and any exception type with a registered handler. Anything else propagates through the
 middleware to the engine, which logs the traceback and answers 500 (with ``App(debug=True)``
-the App answers instead, with the traceback in the body).
+the App answers instead, with the traceback in the body). One exception: a path that does not
+decode is a 400 also when a middleware reads ``request.path`` before the router does; the
+layer around the outermost middleware answers that one.
 
 With no middleware the handler's return value goes to the engine as it is: the engine
 serializes str, bytes, None, Response, StreamingResponse and FileResponse itself, in C, and
@@ -91,6 +93,7 @@ class App(Router):
         self._entry: Callable[[Request], Awaitable[Any]] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._lifespan_context: contextlib.AbstractAsyncContextManager[Any] | None = None
+        self._started = False  # between startup() and shutdown(): the onion is fixed
 
     # ---- Middleware.
 
@@ -111,6 +114,9 @@ class App(Router):
             raise TypeError("options are for middleware classes; a function takes none")
         if not callable(middleware):
             raise TypeError(f"middleware must be callable, not {middleware!r}")
+        if self._started:
+            # The server runs the onion built at startup: a later addition would be ignored.
+            raise RuntimeError("middleware must be added before the app starts")
         self.user_middleware.append(middleware)
         self._entry = None
 
@@ -144,7 +150,7 @@ class App(Router):
             call_next: CallNext = functools.partial(self._dispatch, convert=True)
             for middleware in reversed(self.user_middleware):
                 call_next = _layer(middleware, call_next)
-            entry = call_next
+            entry = functools.partial(_answer_bad_request, call_next)
         if self.debug:
             entry = functools.partial(self._debug_errors, entry)
         return entry
@@ -245,15 +251,25 @@ class App(Router):
     async def startup(self) -> None:
         """Run the lifespan's entry and the startup hooks; any failure is a StartupError."""
         self.entry  # noqa: B018 - build the onion now, not on the first request
+        self._started = True
         try:
             if self.lifespan is not None:
-                self._lifespan_context = self.lifespan(self)
-                await self._lifespan_context.__aenter__()
+                context = self.lifespan(self)
+                await context.__aenter__()
+                self._lifespan_context = context
             for hook in self.startup_hooks:
                 result = hook()
                 if result is not None:
                     await result
         except Exception as exc:
+            if self._lifespan_context is not None:
+                # A startup hook failed after the lifespan was entered: let it clean up.
+                context, self._lifespan_context = self._lifespan_context, None
+                try:
+                    await context.__aexit__(type(exc), exc, exc.__traceback__)
+                except Exception:
+                    log.exception("lifespan exit after a failed startup failed")
+            self._started = False
             raise StartupError(f"application startup failed: {exc!r}") from exc
 
     async def shutdown(self) -> None:
@@ -274,6 +290,7 @@ class App(Router):
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+        self._started = False
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[App]:
@@ -291,6 +308,16 @@ def _layer(middleware: Middleware, call_next: CallNext) -> CallNext:
         return middleware(request, call_next)
 
     return layer
+
+
+async def _answer_bad_request(call_next: CallNext, request: Request) -> AnyResponse:
+    """The outermost layer when there is middleware: a path that does not decode is a 400
+    also when a middleware is the first to read ``request.path`` (dispatch answers it when
+    the router is)."""
+    try:
+        return await call_next(request)
+    except BadRequest as exc:
+        return Response(str(exc).encode(), 400, None, _TEXT)
 
 
 def to_response(result: Any) -> AnyResponse:
