@@ -89,6 +89,7 @@ class App(Router):
         self.startup_hooks: list[Hook] = []
         self.shutdown_hooks: list[Hook] = []
         self._entry: Callable[[Request], Awaitable[Any]] | None = None
+        self._convert = False
         self._executor: ThreadPoolExecutor | None = None
         self._lifespan_context: contextlib.AbstractAsyncContextManager[Any] | None = None
 
@@ -136,29 +137,32 @@ class App(Router):
         return self.entry(request)
 
     def _build(self) -> Callable[[Request], Awaitable[Any]]:
-        if not self.user_middleware:
-            entry: Callable[[Request], Awaitable[Any]] = functools.partial(
-                self._dispatch, convert=False
-            )
-        else:
-            call_next: CallNext = functools.partial(self._dispatch, convert=True)
-            for middleware in reversed(self.user_middleware):
-                call_next = _layer(middleware, call_next)
-            entry = call_next
+        # Without middleware the engine serializes what a handler returns; with it, each
+        # middleware must get a Response (whose headers it may change).
+        self._convert = bool(self.user_middleware)
+        entry: Callable[[Request], Awaitable[Any]] = self._dispatch
+        for middleware in reversed(self.user_middleware):
+            entry = _layer(middleware, entry)
         if self.debug:
             entry = functools.partial(self._debug_errors, entry)
         return entry
 
-    async def _dispatch(self, request: Request, convert: bool) -> Any:
+    async def _dispatch(self, request: Request) -> Any:
         """Route, run the handler, and turn what it returns or raises into a response."""
         try:
-            handler, params = self.match(request.method, request.path)
+            # The common case inline: a static path and a method it has.
+            route = self.static.get(request.path)
+            handler = route.handlers.get(request.method) if route is not None else None
+            if handler is None:
+                handler, params = self.match(request.method, request.path)
+            else:
+                params = {}
             request.app = self
             request.route = handler.route.path
             request.path_params = params
             if handler.max_body_size is not None:
                 request.max_body_size = handler.max_body_size
-            if 0 <= request.max_body_size < request.head.content_length:
+            if request.content_length > 0 and 0 <= request.max_body_size < request.content_length:
                 raise HTTPException(413, "Content Too Large")
             if handler.is_async:
                 if params:
@@ -171,7 +175,7 @@ class App(Router):
             raise  # the engine answers these (with the parser's status) and closes
         except Exception as exc:
             result = await self._handle_exception(request, exc)
-        if convert or type(result) is dict or type(result) is list:
+        if self._convert or type(result) is dict or type(result) is list:
             return to_response(result)
         return result
 

@@ -40,6 +40,37 @@ cdef enum:
 cdef tuple _EMPTY_TUPLE = ()
 
 
+cdef str _decode_path(bytes raw):
+    """Percent-decode a request path (RFC 3986 §2.1) and read it as UTF-8.
+
+    The parser admits only visible ASCII in a request-target, so a path without "%" is
+    already its own decoding. A "%" not followed by two hex digits, or bytes that are not
+    UTF-8 once decoded, raise BadRequest (a 400, never a 500).
+    """
+    cdef const unsigned char* data = <const unsigned char*>PyBytes_AS_STRING(raw)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(raw), i = 0, n = 0
+    cdef bytearray decoded
+    cdef unsigned char* out
+    if memchr(data, b"%", size) == NULL:
+        return PyUnicode_DecodeASCII(<const char*>data, size, NULL)
+    decoded = bytearray(size)
+    out = <unsigned char*>PyByteArray_AS_STRING(decoded)
+    while i < size:
+        if data[i] == b"%":
+            if i + 2 >= size or HEX_VALUE[data[i + 1]] < 0 or HEX_VALUE[data[i + 2]] < 0:
+                raise BadRequest("malformed percent-encoding in the request path")
+            out[n] = <unsigned char>(HEX_VALUE[data[i + 1]] * 16 + HEX_VALUE[data[i + 2]])
+            i += 3
+        else:
+            out[n] = data[i]
+            i += 1
+        n += 1
+    try:
+        return PyUnicode_DecodeUTF8(<const char*>out, n, NULL)
+    except UnicodeDecodeError:
+        raise BadRequest("the request path is not UTF-8 after percent-decoding") from None
+
+
 cdef bytes _content_disposition(str filename):
     """attachment; filename=..., with RFC 6266's filename* for names that are not ASCII."""
     quoted = filename.replace("\\", "\\\\").replace('"', '\\"')
@@ -233,6 +264,54 @@ cdef class Request:
     def client(self):
         """(host, port) of the client, or None if the socket has no peer address."""
         return self.connection.peer_address()
+
+    @property
+    def content_length(self):
+        """The Content-Length the client sent, or -1 (none, or a chunked body)."""
+        return self.head.content_length
+
+    @property
+    def raw_path(self):
+        """The path as sent (still percent-encoded), without the query."""
+        if self._raw_path is None:
+            self._split_target()
+        return self._raw_path
+
+    @property
+    def query_string(self):
+        """The query as sent (still percent-encoded), without the "?"."""
+        if self._raw_path is None:
+            self._split_target()
+        return self._query_string
+
+    @property
+    def path(self):
+        """The percent-decoded path; BadRequest if it does not decode to UTF-8."""
+        if self._path is None:
+            if self._raw_path is None:
+                self._split_target()
+            self._path = _decode_path(self._raw_path)
+        return self._path
+
+    cdef int _split_target(self) except -1:
+        cdef bytes target = self.head.target
+        cdef const char* data = PyBytes_AS_STRING(target)
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(target)
+        cdef const char* mark
+        if size and (data[0] == b"/" or data[0] == b"*"):
+            mark = <const char*>memchr(data, b"?", size)
+            if mark == NULL:
+                self._raw_path = target
+                self._query_string = b""
+            else:
+                self._raw_path = PyBytes_FromStringAndSize(data, mark - data)
+                self._query_string = PyBytes_FromStringAndSize(mark + 1, size - (mark - data) - 1)
+        else:
+            # absolute-form (RFC 9112 §3.2.2), sent to proxies: the path follows the authority.
+            parts = urllib.parse.urlsplit(target)
+            self._raw_path = parts.path or b"/"
+            self._query_string = parts.query
+        return 0
 
     @property
     def max_body_size(self):
