@@ -243,6 +243,22 @@ cdef class Request:
     cdef Connection connection
     cdef RequestBody body_stream
     cdef bytes body_bytes
+    # The target split and decoded on first use (Request.raw_path, .query_string, .path).
+    cdef bytes _raw_path
+    cdef bytes _query_string
+    cdef str _path
+    # Set by the framework's router. Fields rather than a __dict__ or Python-level slots: a
+    # C field starts as None, so reading one never raises (and formats) an AttributeError.
+    cdef public object app
+    cdef public object route
+    cdef public object path_params
+    # Caches of the framework's lazily computed properties (kestrel/request.py).
+    cdef public object _query
+    cdef public object _headers
+    cdef public object _cookies
+    cdef public object _state
+    cdef public object _form
+    cdef int _split_target(self) except -1
     cdef int _start_reading(self) except -1
 
 

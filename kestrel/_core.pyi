@@ -101,6 +101,9 @@ def debug_counters() -> dict[str, int]: ...
 class ClientDisconnect(Exception):
     """The client closed the connection before the request body was complete."""
 
+class BadRequest(ValueError):
+    """The request is malformed in a way only the framework sees (answered with 400)."""
+
 class BodyConsumedError(RuntimeError):
     """The request body was already read in full."""
 
@@ -117,6 +120,23 @@ class Request:
     def client(self) -> tuple[str, int] | None: ...
     max_body_size: int  # this request's body limit (-1: none); starts at the server's
     head: RequestHead
+    @property
+    def content_length(self) -> int: ...  # -1: none sent, or chunked
+    @property
+    def raw_path(self) -> bytes: ...
+    @property
+    def query_string(self) -> bytes: ...
+    @property
+    def path(self) -> str: ...  # percent-decoded; raises BadRequest
+    # Set by the framework's router, and the framework's caches (None until used).
+    app: Any
+    route: str | None
+    path_params: Any
+    _query: Any
+    _headers: Any
+    _cookies: Any
+    _state: Any
+    _form: Any
     def stream(self) -> AsyncIterator[bytes]: ...
     async def body(self) -> bytes: ...
 

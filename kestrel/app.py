@@ -19,9 +19,9 @@ in the App's bounded thread pool) and turns exceptions into responses: HTTPExcep
 misses (404, 405 with Allow, 308 for a trailing slash, 400 for a path that does not decode)
 and any exception type with a registered handler. Anything else propagates through the
 middleware to the engine, which logs the traceback and answers 500 (with ``App(debug=True)``
-the App answers instead, with the traceback in the body). One exception: a path that does not
-decode is a 400 also when a middleware reads ``request.path`` before the router does; the
-layer around the outermost middleware answers that one.
+the App answers instead, with the traceback in the body). A path that does not decode is a
+400 wherever it is first read: by the router here, or by a middleware, in which case the
+BadRequest reaches the engine, which answers 400 itself.
 
 With no middleware the handler's return value goes to the engine as it is: the engine
 serializes str, bytes, None, Response, StreamingResponse and FileResponse itself, in C, and
@@ -91,6 +91,7 @@ class App(Router):
         self.startup_hooks: list[Hook] = []
         self.shutdown_hooks: list[Hook] = []
         self._entry: Callable[[Request], Awaitable[Any]] | None = None
+        self._convert = False
         self._executor: ThreadPoolExecutor | None = None
         self._lifespan_context: contextlib.AbstractAsyncContextManager[Any] | None = None
         self._started = False  # between startup() and shutdown(): the onion is fixed
@@ -142,30 +143,33 @@ class App(Router):
         return self.entry(request)
 
     def _build(self) -> Callable[[Request], Awaitable[Any]]:
-        if not self.user_middleware:
-            entry: Callable[[Request], Awaitable[Any]] = functools.partial(
-                self._dispatch, convert=False
-            )
-        else:
-            call_next: CallNext = functools.partial(self._dispatch, convert=True)
-            for middleware in reversed(self.user_middleware):
-                call_next = _layer(middleware, call_next)
-            entry = functools.partial(_answer_bad_request, call_next)
+        # Without middleware the engine serializes what a handler returns; with it, each
+        # middleware must get a Response (whose headers it may change).
+        self._convert = bool(self.user_middleware)
+        entry: Callable[[Request], Awaitable[Any]] = self._dispatch
+        for middleware in reversed(self.user_middleware):
+            entry = _layer(middleware, entry)
         if self.debug:
             entry = functools.partial(self._debug_errors, entry)
         return entry
 
-    async def _dispatch(self, request: Request, convert: bool) -> Any:
+    async def _dispatch(self, request: Request) -> Any:
         """Route, run the handler, and turn what it returns or raises into a response."""
         try:
-            handler, params = self.match(request.method, request.path)
+            # The common case inline: a static path and a method it has.
+            route = self.static.get(request.path)
+            handler = route.handlers.get(request.method) if route is not None else None
+            if handler is None:
+                handler, params = self.match(request.method, request.path)
+            else:
+                params = {}
             request.app = self
             request.route = handler.route.path
             request.path_params = params
             if handler.max_body_size is not None:
                 request.max_body_size = handler.max_body_size
-            if 0 <= request.max_body_size < request.head.content_length:
-                raise HTTPException(413, "Content Too Large")
+            if request.content_length > 0 and 0 <= request.max_body_size < request.content_length:
+                raise HTTPException(413)  # the same reason phrase the engine's 413 has
             if handler.is_async:
                 if params:
                     result = await handler.endpoint(request, **params)
@@ -177,7 +181,11 @@ class App(Router):
             raise  # the engine answers these (with the parser's status) and closes
         except Exception as exc:
             result = await self._handle_exception(request, exc)
-        if convert or type(result) is dict or type(result) is list:
+        if request._form is not None:
+            # Uploads spooled to temporary files are closed once the handler is done with
+            # them, so a handler that forgets to close its form does not leak descriptors.
+            await request._form.aclose()
+        if self._convert or type(result) is dict or type(result) is list:
             return to_response(result)
         return result
 
@@ -308,16 +316,6 @@ def _layer(middleware: Middleware, call_next: CallNext) -> CallNext:
         return middleware(request, call_next)
 
     return layer
-
-
-async def _answer_bad_request(call_next: CallNext, request: Request) -> AnyResponse:
-    """The outermost layer when there is middleware: a path that does not decode is a 400
-    also when a middleware is the first to read ``request.path`` (dispatch answers it when
-    the router is)."""
-    try:
-        return await call_next(request)
-    except BadRequest as exc:
-        return Response(str(exc).encode(), 400, None, _TEXT)
 
 
 def to_response(result: Any) -> AnyResponse:

@@ -40,6 +40,37 @@ cdef enum:
 cdef tuple _EMPTY_TUPLE = ()
 
 
+cdef str _decode_path(bytes raw):
+    """Percent-decode a request path (RFC 3986 §2.1) and read it as UTF-8.
+
+    The parser admits only visible ASCII in a request-target, so a path without "%" is
+    already its own decoding. A "%" not followed by two hex digits, or bytes that are not
+    UTF-8 once decoded, raise BadRequest (a 400, never a 500).
+    """
+    cdef const unsigned char* data = <const unsigned char*>PyBytes_AS_STRING(raw)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(raw), i = 0, n = 0
+    cdef bytearray decoded
+    cdef unsigned char* out
+    if memchr(data, b"%", size) == NULL:
+        return PyUnicode_DecodeASCII(<const char*>data, size, NULL)
+    decoded = bytearray(size)
+    out = <unsigned char*>PyByteArray_AS_STRING(decoded)
+    while i < size:
+        if data[i] == b"%":
+            if i + 2 >= size or HEX_VALUE[data[i + 1]] < 0 or HEX_VALUE[data[i + 2]] < 0:
+                raise BadRequest("malformed percent-encoding in the request path")
+            out[n] = <unsigned char>(HEX_VALUE[data[i + 1]] * 16 + HEX_VALUE[data[i + 2]])
+            i += 3
+        else:
+            out[n] = data[i]
+            i += 1
+        n += 1
+    try:
+        return PyUnicode_DecodeUTF8(<const char*>out, n, NULL)
+    except UnicodeDecodeError:
+        raise BadRequest("the request path is not UTF-8 after percent-decoding") from None
+
+
 cdef bytes _content_disposition(str filename):
     """attachment; filename=..., with RFC 6266's filename* for names that are not ASCII."""
     quoted = filename.replace("\\", "\\\\").replace('"', '\\"')
@@ -233,6 +264,54 @@ cdef class Request:
     def client(self):
         """(host, port) of the client, or None if the socket has no peer address."""
         return self.connection.peer_address()
+
+    @property
+    def content_length(self):
+        """The Content-Length the client sent, or -1 (none, or a chunked body)."""
+        return self.head.content_length
+
+    @property
+    def raw_path(self):
+        """The path as sent (still percent-encoded), without the query."""
+        if self._raw_path is None:
+            self._split_target()
+        return self._raw_path
+
+    @property
+    def query_string(self):
+        """The query as sent (still percent-encoded), without the "?"."""
+        if self._raw_path is None:
+            self._split_target()
+        return self._query_string
+
+    @property
+    def path(self):
+        """The percent-decoded path; BadRequest if it does not decode to UTF-8."""
+        if self._path is None:
+            if self._raw_path is None:
+                self._split_target()
+            self._path = _decode_path(self._raw_path)
+        return self._path
+
+    cdef int _split_target(self) except -1:
+        cdef bytes target = self.head.target
+        cdef const char* data = PyBytes_AS_STRING(target)
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(target)
+        cdef const char* mark
+        if size and (data[0] == b"/" or data[0] == b"*"):
+            mark = <const char*>memchr(data, b"?", size)
+            if mark == NULL:
+                self._raw_path = target
+                self._query_string = b""
+            else:
+                self._raw_path = PyBytes_FromStringAndSize(data, mark - data)
+                self._query_string = PyBytes_FromStringAndSize(mark + 1, size - (mark - data) - 1)
+        else:
+            # absolute-form (RFC 9112 §3.2.2), sent to proxies: the path follows the authority.
+            parts = urllib.parse.urlsplit(target)
+            self._raw_path = parts.path or b"/"
+            self._query_string = parts.query
+        return 0
 
     @property
     def max_body_size(self):
@@ -592,11 +671,24 @@ cdef class Connection(EpollHandler):
         cdef HttpServer server = self.server
         cdef OutputBuffer out = server.out
         cdef bint chunked = request.head.http_version is not V_10
+        cdef long long declared = -1
         headers = list(_header_items(response._headers)) if response._headers else []
-        for name, _ in headers:
+        for name, value in headers:
             if (name if type(name) is bytes else (<str>name).encode()).lower() == \
                     b"content-length":
-                chunked = False  # the application framed the body itself
+                # The application framed the body itself; the engine holds it to that length.
+                try:
+                    declared = int(value)
+                    if declared < 0:
+                        raise ValueError(value)
+                except ValueError:
+                    _log.error("a StreamingResponse declared an invalid Content-Length %r",
+                               value)
+                    self._write_response(request, 500, None, b"Internal Server Error",
+                                         b"text/plain; charset=utf-8")
+                    self._response_finished(request)
+                    return
+                chunked = False
                 break
         else:
             if not chunked:
@@ -608,17 +700,24 @@ cdef class Connection(EpollHandler):
         if request.head.method is M_HEAD:
             self._response_finished(request)
             return
-        task = server._start_task(self._stream_body(request, response, chunked))
+        task = server._start_task(self._stream_body(request, response, chunked, declared))
         if task.done():
             self._on_stream_done(task)
         else:
             self.task = task
             task.add_done_callback(self._on_stream_done)
 
-    async def _stream_body(self, Request request, StreamingResponse response, bint chunked):
-        """Send each piece of the body as it comes, waiting while the client is behind."""
+    async def _stream_body(self, Request request, StreamingResponse response, bint chunked,
+                           long long declared):
+        """Send each piece of the body as it comes, waiting while the client is behind.
+
+        With a declared Content-Length, producing more or less than that raises: the
+        connection is then aborted, since extra bytes would be read as a next response and a
+        short body would leave the client waiting.
+        """
         cdef OutputBuffer out
         cdef bytes chunk
+        cdef long long produced = 0
         content = response.content
         is_async = hasattr(content, "__aiter__")
         iterator = content.__aiter__() if is_async else iter(content)
@@ -639,6 +738,10 @@ cdef class Connection(EpollHandler):
                 chunk = piece.encode() if isinstance(piece, str) else bytes(piece)
                 if not chunk:
                     continue
+                produced += PyBytes_GET_SIZE(chunk)
+                if declared >= 0 and produced > declared:
+                    raise RuntimeError(f"a StreamingResponse produced more than the "
+                                       f"Content-Length it declared ({declared} bytes)")
                 out = self.server.out
                 if chunked:
                     out.append_chunk_size(PyBytes_GET_SIZE(chunk))
@@ -650,6 +753,9 @@ cdef class Connection(EpollHandler):
                         and self.held_out.size > self.server.max_response_buffer_size):
                     self.drain_waiter = asyncio.get_running_loop().create_future()
                     await self.drain_waiter
+            if declared >= 0 and produced != declared and not self.closed:
+                raise RuntimeError(f"a StreamingResponse produced {produced} bytes but "
+                                   f"declared a Content-Length of {declared}")
             if chunked and not self.closed:
                 self.server.out.append(b"0\r\n\r\n", 5)
         finally:
@@ -712,6 +818,10 @@ cdef class Connection(EpollHandler):
             status = exc.status
             self.close_after_write = True
             self._write_response(request, status, None, REASON_PHRASES.get(status, b""),
+                                 b"text/plain; charset=utf-8")
+        elif isinstance(exc, BadRequest):
+            # Request.path found the target undecodable: the client's error, not a crash.
+            self._write_response(request, 400, None, str(exc).encode(),
                                  b"text/plain; charset=utf-8")
         elif exc is not None:
             if not isinstance(exc, asyncio.CancelledError):
@@ -806,7 +916,9 @@ cdef class Connection(EpollHandler):
         elif request.head.http_version is V_10:
             out.append(b"connection: keep-alive\r\n", 24)
         out.append(b"\r\n", 2)
-        if body_len and not head_only:
+        if body_len and not head_only and status >= 200 and status != 204 and status != 304:
+            # 1xx, 204 and 304 have no body (RFC 9110 §6.4.1): bytes sent after one would be
+            # read as the start of the next response on a kept-alive connection.
             out.append(PyBytes_AS_STRING(body), body_len)
         server.responses_total += 1
         if server.access_log:

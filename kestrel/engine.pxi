@@ -33,6 +33,8 @@
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport malloc, free, realloc
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from cpython.bytearray cimport PyByteArray_AS_STRING
+from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
 from kestrel.includes.system cimport *
 
 import asyncio
@@ -57,6 +59,10 @@ _access_log = logging.getLogger("kestrel.access")
 
 class ClientDisconnect(Exception):
     """The client closed the connection before the request body was complete."""
+
+
+class BadRequest(ValueError):
+    """The request is malformed in a way only the framework sees (answered with 400)."""
 
 
 class BodyConsumedError(RuntimeError):

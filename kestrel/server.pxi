@@ -218,11 +218,11 @@ cdef object _file_range(Request request, long long size, str etag, str last_modi
             return -1
         return (max(size - suffix, 0), size - 1)
     first = int(match.group(1))
-    last = int(match.group(2)) if match.group(2) else size - 1
-    if first > last:
+    if match.group(2) and first > int(match.group(2)):
         return None  # an invalid range-spec is ignored (§14.1.1)
     if first >= size:
-        return -1
+        return -1  # starts past the end: unsatisfiable (§14.1.1), 416
+    last = int(match.group(2)) if match.group(2) else size - 1
     return (first, min(last, size - 1))
 
 

@@ -13,6 +13,7 @@ import http.client
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -36,6 +37,7 @@ from kestrel import (
     Request,
     Response,
     StreamingResponse,
+    serve_in_thread,
 )
 from kestrel.testing import TestClient
 
@@ -579,11 +581,6 @@ def test_file_response_unsatisfiable_range_is_416(
     assert body == b""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: _file_range checks first > last (last = size-1) before first >= size, "
-    "so an open-ended range starting past the end gets 200 instead of 416",
-)
 def test_file_response_open_ended_range_past_the_end_is_416(
     file_server: tuple[kestrel.Server, Path],
 ) -> None:
@@ -688,3 +685,80 @@ def test_file_response_curl_range(file_server: tuple[kestrel.Server, Path], tmp_
     )
     assert result.returncode == 0, result.stderr
     assert out.read_bytes() == big[2_000_000:4_000_000]
+
+
+# ---- Framing the engine must never get wrong on a kept-alive connection.
+
+
+def _raw_exchange(port: int, payload: bytes, wait: float = 1.0) -> bytes:
+    """Send raw bytes, then read until the server closes or `wait` passes without data."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
+        sock.sendall(payload)
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except TimeoutError:
+            pass
+        return received
+
+
+def test_no_body_is_sent_with_204_or_304() -> None:
+    app = App()
+
+    @app.get("/{status:int}")
+    async def empty(request: Request, status: int) -> Response:
+        return Response(b"x" * 20, status)  # a body the status forbids
+
+    @app.get("/next")
+    async def following(request: Request) -> str:
+        return "next"
+
+    with serve_in_thread(app, port=0) as server:
+        for status in (204, 304):
+            raw = _raw_exchange(
+                server.port,
+                f"GET /{status} HTTP/1.1\r\nHost: t\r\n\r\nGET /next HTTP/1.1\r\nHost: t\r\n"
+                "Connection: close\r\n\r\n".encode(),
+            )
+            first, _, rest = raw.partition(b"\r\n\r\n")
+            assert first.startswith(f"HTTP/1.1 {status} ".encode())
+            assert b"content-length" not in first.lower()
+            # The very next bytes are the second response: nothing of the body leaked.
+            assert rest.startswith(b"HTTP/1.1 200 OK\r\n"), rest[:40]
+            assert rest.endswith(b"\r\n\r\nnext")
+
+
+def test_streaming_response_held_to_its_declared_length(caplog: pytest.LogCaptureFixture) -> None:
+    app = App()
+    forged = b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged"
+
+    @app.get("/long")
+    async def too_long(request: Request) -> StreamingResponse:
+        return StreamingResponse(iter([b"abc", forged]), headers={"content-length": "3"})
+
+    @app.get("/short")
+    async def too_short(request: Request) -> StreamingResponse:
+        return StreamingResponse(iter([b"ab"]), headers={"content-length": "3"})
+
+    @app.get("/exact")
+    async def exact(request: Request) -> StreamingResponse:
+        return StreamingResponse(iter([b"a", b"bc"]), headers={"content-length": "3"})
+
+    request = "GET {} HTTP/1.1\r\nHost: t\r\n\r\nGET /exact HTTP/1.1\r\nHost: t\r\n\r\n"
+    with serve_in_thread(app, port=0) as server, caplog.at_level(logging.ERROR):
+        for path in ("/long", "/short"):
+            raw = _raw_exchange(server.port, request.format(path).encode())
+            # The connection is aborted: the excess never goes out, and the pipelined
+            # request behind it is not answered on a connection whose framing broke.
+            assert b"forged" not in raw
+            assert raw.count(b"HTTP/1.1 200 OK") == 1
+        raw = _raw_exchange(server.port, request.format("/exact").encode())
+        assert raw.count(b"HTTP/1.1 200 OK") == 2 and raw.endswith(b"abc")
+    assert (
+        sum(
+            "Content-Length" in r.getMessage() or "streamed response failed" in r.getMessage()
+            for r in caplog.records
+        )
+        >= 2
+    )

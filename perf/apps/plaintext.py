@@ -3,9 +3,8 @@
 * ``asgi_app``: a bare ASGI 3 app for uvicorn and granian (no framework in between);
 * ``run_socketify(port)``: socketify's native app (its uWebSockets API, not its ASGI adapter),
   started with ``python -m perf.apps.plaintext socketify --port PORT``;
-* ``app``: kestrel's native app, ``async def`` handler behind one middleware, as the engine
-  issue's acceptance asks. PLACEHOLDER until ``kestrel.App`` exists (see ``_kestrel_app``);
-  built on first access, so that serving ``asgi_app`` never imports kestrel.
+* ``app``: kestrel's native App, an ``async def`` handler behind one middleware, as the engine
+  issue's acceptance asks (``app_stamp``: the middleware also sets a header).
 
 Nothing here imports a peer at module level: uvicorn, granian and socketify live in the
 benchmark venv (perf/.venv, made by perf/setup_peers.sh), not in kestrel's dependencies.
@@ -83,55 +82,49 @@ def run_socketify(port: int, host: str = "127.0.0.1") -> None:
 # kestrel
 
 
-def _kestrel_app() -> tuple[Any, str]:
-    """kestrel's app and what kind it is, built on first access to ``app``.
+def _kestrel_app(stamp: bool) -> Any:
+    """kestrel's native App: an ``async def`` handler behind one middleware.
 
-    * ``kestrel.App`` exists: the native app per DESIGN.md, an ``async def`` handler behind
-      one middleware, which is the configuration the acceptance figures are about.
-    * INTERIM: no ``App`` yet but ``kestrel.Response`` exists (the engine serving a bare
-      ``async def app(request)`` until #4 lands): that bare handler, with no middleware.
-      Numbers taken with it are not the acceptance configuration; bench_http.py prints the kind.
-    * PLACEHOLDER: neither exists; ``app`` is None and kestrel cannot serve it.
-
-    For the lead: once ``App`` exists, replace this with direct, typed code
-    (``@app.middleware``, ``@app.get("/")``); bench_http.py checks the response is exactly
-    200, ``Hello, World!``, ``text/plain``.
+    ``app``: the middleware passes the response through (the acceptance configuration:
+    one middleware layer, the handler's str turned into a Response for it). ``app_stamp``:
+    the middleware also sets a header, as DESIGN.md's example does. Built on first access,
+    so that serving ``asgi_app`` never imports kestrel.
     """
-    kestrel: Any = importlib.import_module("kestrel")
-    App = getattr(kestrel, "App", None)
-    Response = getattr(kestrel, "Response", None)
-    if Response is None:
-        return None, "placeholder (kestrel has no Response/App yet)"
+    from kestrel import App, Request, Response
 
-    async def hello(request: Any) -> Any:
-        return Response(BODY, status=200, content_type="text/plain")
+    app = App()
 
-    if App is None:
-        return hello, "interim bare handler (no kestrel.App yet, no middleware)"
+    if stamp:
 
-    kapp = App()
+        @app.middleware
+        async def stamp_header(request: Request, call_next: Any) -> Any:
+            response = await call_next(request)
+            response.headers["x-mw"] = "1"
+            return response
 
-    async def passthrough(request: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
-        # One middleware: the acceptance figure is "an async def handler behind one middleware".
-        return await call_next(request)
+    else:
 
-    # Registered by call rather than as decorators: on an untyped (Any) app, mypy --strict
-    # rejects decorators. The real code will use @app.middleware / @app.get("/").
-    kapp.middleware(passthrough)
-    kapp.get("/")(hello)
-    return kapp, "native App, async def handler behind one middleware"
+        @app.middleware
+        async def passthrough(request: Request, call_next: Any) -> Any:
+            return await call_next(request)
+
+    @app.get("/")
+    async def hello(request: Request) -> Response:
+        return Response(BODY, status=200, content_type=CONTENT_TYPE)
+
+    return app
 
 
-_built: tuple[Any, str] | None = None
+KESTREL_APP_KIND = "native App, async def handler behind one middleware"
+_built: dict[str, Any] = {}
 
 
 def __getattr__(name: str) -> Any:
-    """``app`` and ``KESTREL_APP_KIND`` are built lazily, so the peers never import kestrel."""
-    global _built
-    if name in ("app", "KESTREL_APP_KIND"):
-        if _built is None:
-            _built = _kestrel_app()
-        return _built[0] if name == "app" else _built[1]
+    """``app`` and ``app_stamp`` are built lazily, so the peers never import kestrel."""
+    if name in ("app", "app_stamp"):
+        if name not in _built:
+            _built[name] = _kestrel_app(stamp=name == "app_stamp")
+        return _built[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
