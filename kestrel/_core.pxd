@@ -209,6 +209,8 @@ cdef class HttpServer:
     cdef HttpParser _new_parser(self)
     cdef Connection _open_connection(self, int fd)
     cdef void _connection_closed(self, Connection connection) noexcept
+    cdef object step_result
+    cdef object _start_handler(self, coro)
     cdef object _start_task(self, coro)
     cdef void _log_accept_error(self, int error) noexcept
 

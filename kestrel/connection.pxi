@@ -544,11 +544,15 @@ cdef class Connection(EpollHandler):
         server.requests_total += 1
         try:
             coro = server.app(request)
-            task = server._start_task(coro)
+            task = server._start_handler(coro)
         except BaseException as exc:
             self._handler_done(None, exc)
             return
-        if task.done():
+        if task is None:
+            result = server.step_result
+            server.step_result = None
+            self._handler_done(result, None)
+        elif task.done():
             self._task_result(task)
         else:
             self.task = task

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import email.utils
 import http.client
 import json
@@ -797,6 +798,88 @@ def test_running_loop_and_current_task_inside_handlers() -> None:
     assert suspended.body == b"task ok, done=False"
     assert loops[0] is loops[1]
     assert type(loops[0]).__name__ == "KestrelEventLoop"
+
+
+def test_first_step_task_is_safe_to_inspect_and_keeps_its_identity() -> None:
+    # The first step runs on a RequestTask that is initialized only if the handler suspends
+    # (server.pxi): what a handler or a library may ask of it must answer, not crash.
+    seen: dict[str, object] = {}
+
+    async def app(request: Request) -> str:
+        task = asyncio.current_task()
+        assert task is not None
+        seen["name"] = task.get_name()
+        seen["coro"] = task.get_coro() is not None
+        seen["loop"] = task.get_loop() is asyncio.get_running_loop()
+        seen["repr"] = repr(task)
+        seen["context"] = task.get_context() is not None  # type: ignore[attr-defined]  # 3.12+ API, RequestTask has it on 3.11 too
+        seen["done"] = task.done()
+        seen["cancelling"] = task.cancelling()
+        if request.target == b"/suspend":
+            await asyncio.sleep(0)
+            seen["same"] = asyncio.current_task() is task
+            seen["coro_after"] = task.get_coro() is seen.get("first_coro")
+        seen["first_coro"] = task.get_coro()
+        return "ok"
+
+    with serve_in_thread(app) as server:
+        assert http_request(server.port, "/").body == b"ok"
+        assert seen["name"] == "kestrel-request" and seen["coro"] and seen["loop"]
+        assert seen["context"] and seen["done"] is False and seen["cancelling"] == 0
+        assert "kestrel-request" in str(seen["repr"])
+        seen.clear()
+        assert http_request(server.port, "/suspend").body == b"ok"
+        assert seen["same"] is True
+
+
+def test_context_variables_follow_the_handler_and_do_not_leak() -> None:
+    variable: contextvars.ContextVar[str] = contextvars.ContextVar("variable", default="unset")
+
+    async def app(request: Request) -> str:
+        before = variable.get()
+        variable.set(request.target.decode())
+        if request.target == b"/suspend":
+            await asyncio.sleep(0.01)
+        return f"{before}->{variable.get()}"
+
+    with serve_in_thread(app) as server:
+        # Set in the first step, read after a suspension; never seen by the next request.
+        assert http_request(server.port, "/suspend").body == b"unset->/suspend"
+        assert http_request(server.port, "/eager").body == b"unset->/eager"
+        assert http_request(server.port, "/again").body == b"unset->/again"
+
+
+def test_cancel_during_the_first_step_is_delivered_once_it_suspends() -> None:
+    async def app(request: Request) -> str:
+        task = asyncio.current_task()
+        assert task is not None
+        assert task.cancel("stop") is True
+        try:
+            await asyncio.sleep(1)
+        except asyncio.CancelledError as exc:
+            return f"cancelled: {exc.args[0] if exc.args else ''}"
+        return "not cancelled"
+
+    started = time.monotonic()
+    assert call_app(app).body == b"cancelled: stop"
+    assert time.monotonic() - started < 0.9
+
+
+def test_task_group_and_anyio_cancel_scopes_span_the_first_suspension() -> None:
+    import anyio
+
+    async def app(request: Request) -> str:
+        # Entered in the first step, exited after suspending: both check it is the same task.
+        async with asyncio.TaskGroup() as group:
+            first = group.create_task(asyncio.sleep(0.01, "a"))
+            second = group.create_task(asyncio.sleep(0.02, "b"))
+        with anyio.move_on_after(0.02) as scope:
+            await anyio.sleep(1)
+        with anyio.fail_after(1):
+            await anyio.sleep(0)
+        return f"{first.result()}{second.result()} {scope.cancelled_caught}"
+
+    assert call_app(app).body == b"ab True"
 
 
 def test_asyncio_sleep_inside_a_handler() -> None:
