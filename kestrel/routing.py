@@ -3,12 +3,18 @@
 A route's path is compiled once, when it is registered. Matching a request then costs:
 
 - a static path (no ``{parameter}``): one dict lookup, whatever the size of the table;
-- a path with parameters: one dict lookup for its first segment (``/users/{id}`` is filed
-  under ``users``), then the regular expressions of the routes filed there, in registration
-  order. Routes whose first segment is itself a parameter are tried last.
+- a path with parameters: a walk down a tree of path segments, one dict lookup per literal
+  segment, trying only the parameter patterns registered at that point of the tree.
 
-So the table can grow to thousands of routes while a request only looks at the few that share
-its first segment (perf/bench_routing.py measures 10 routes against 1,000).
+So the table can grow to thousands of routes, all under ``/api`` or not, while a request
+only looks at the routes that share its literal segments (perf/bench_routing.py measures 10
+routes against 1,000).
+
+Precedence, as in ASP.NET Core's routing: at each segment a literal wins over a parameter,
+and a parameter over a ``{name:path}`` catch-all; among parameters, the one registered first.
+A converter other than ``path`` matches within one segment (it never spans a "/"). If a
+converter refuses a value (``int`` of something that is not a number, or a custom
+converter's ValueError), the search goes on as if that route did not exist.
 
 Trailing slashes are significant: ``/items`` and ``/items/`` are different paths. When a
 request matches no route but would match with its trailing slash added or removed, the
@@ -112,12 +118,6 @@ class Route:
             handler = self.handlers.get("GET")  # GET implies HEAD; the engine drops the body
         return handler
 
-    def params(self, match: re.Match[str]) -> dict[str, Any]:
-        return {
-            name: conv.convert(value)
-            for (name, conv), value in zip(self.converters.items(), match.groups(), strict=True)
-        }
-
 
 @dataclass(eq=False)
 class Handler:
@@ -159,10 +159,112 @@ def compile_path(path: str) -> tuple[re.Pattern[str] | None, dict[str, Converter
     return re.compile(pattern), converters
 
 
-def _bucket(path: str) -> str | None:
-    """The literal first segment a route is filed under, or None if it starts with a parameter."""
-    first = path[1:].split("/", 1)[0]
-    return None if "{" in first else first
+class _Node:
+    """One point of the segment tree: what may follow the segments that led here."""
+
+    __slots__ = ("catch_alls", "literals", "parameters", "route")
+
+    def __init__(self) -> None:
+        self.literals: dict[str, _Node] = {}
+        # (pattern for one segment, parameter names, next node), in registration order
+        self.parameters: list[tuple[re.Pattern[str], list[str], _Node]] = []
+        # (pattern for the rest of the path, parameter names, route): {name:path} routes
+        self.catch_alls: list[tuple[re.Pattern[str], list[str], Route]] = []
+        self.route: Route | None = None  # the route whose path ends here
+
+    def add(self, segments: list[str], route: Route) -> None:
+        node = self
+        for i, segment in enumerate(segments):
+            if "{" not in segment:
+                node = node.literals.setdefault(segment, _Node())
+                continue
+            if any(isinstance(route.converters[name], PathConverter) for name in _names(segment)):
+                rest = "/".join(segments[i:])
+                node.catch_alls.append((_segment_pattern(rest, route), _names(rest), route))
+                return
+            pattern, names = _segment_pattern(segment, route), _names(segment)
+            for existing, existing_names, child in node.parameters:
+                # Shared only if the parameters are named alike too: values are named here.
+                if existing.pattern == pattern.pattern and existing_names == names:
+                    node = child
+                    break
+            else:
+                child = _Node()
+                node.parameters.append((pattern, names, child))
+                node = child
+        node.route = route
+
+
+def _names(template: str) -> list[str]:
+    return [match.group(1) for match in _PARAM.finditer(template)]
+
+
+def _segment_pattern(template: str, route: Route) -> re.Pattern[str]:
+    """The pattern a template piece (one segment, or the rest for a catch-all) must match."""
+    pattern = ""
+    position = 0
+    for match in _PARAM.finditer(template):
+        converter = route.converters[match.group(1)]
+        pattern += re.escape(template[position : match.start()]) + f"({converter.regex})"
+        position = match.end()
+    return re.compile(pattern + re.escape(template[position:]))
+
+
+def _walk(
+    node: _Node,
+    segments: list[str],
+    index: int,
+    values: list[tuple[str, str]],
+    method: str,
+    allowed: list[Route],
+) -> tuple[Handler, dict[str, Any]] | None:
+    """Depth-first, by precedence: the handler for `method` of the first route the path
+    matches. `values` holds the raw parameter values on the way down; `allowed` gets the
+    first route that matched the path but not the method (for 405)."""
+    if index == len(segments):
+        route = node.route
+        return _accept(route, values, method, allowed) if route is not None else None
+    segment = segments[index]
+    child = node.literals.get(segment)
+    if child is not None:
+        found = _walk(child, segments, index + 1, values, method, allowed)
+        if found is not None:
+            return found
+    for pattern, names, child in node.parameters:
+        match = pattern.fullmatch(segment)
+        if match is not None:
+            depth = len(values)
+            values.extend(zip(names, match.groups(), strict=True))
+            found = _walk(child, segments, index + 1, values, method, allowed)
+            if found is not None:
+                return found
+            del values[depth:]
+    if node.catch_alls:
+        rest = "/".join(segments[index:])
+        for pattern, names, route in node.catch_alls:
+            match = pattern.fullmatch(rest)
+            if match is not None:
+                found = _accept(
+                    route, values + list(zip(names, match.groups(), strict=True)), method, allowed
+                )
+                if found is not None:
+                    return found
+    return None
+
+
+def _accept(
+    route: Route, values: list[tuple[str, str]], method: str, allowed: list[Route]
+) -> tuple[Handler, dict[str, Any]] | None:
+    try:
+        params = {name: route.converters[name].convert(raw) for name, raw in values}
+    except ValueError:
+        return None  # the converter refused the value: as if the route did not match
+    handler = route.handler_for(method)
+    if handler is None:
+        if not allowed:
+            allowed.append(route)
+        return None
+    return handler, params
 
 
 class NotFound(Exception):
@@ -179,9 +281,8 @@ class Router:
     """A table of routes; mount it on an App (or another Router) under a prefix."""
 
     def __init__(self) -> None:
-        self.static: dict[str, Route] = {}
-        self.buckets: dict[str, list[Route]] = {}
-        self.wildcard: list[Route] = []  # routes whose first segment is a parameter
+        self.static: dict[str, Route] = {}  # whole static paths: the one-lookup case
+        self.tree = _Node()  # routes with parameters, by segment
         self.routes: list[Route] = []
 
     # ---- Registration.
@@ -263,11 +364,7 @@ class Router:
                 return route
         route = Route(path, regex, converters)
         self.routes.append(route)
-        bucket = _bucket(path)
-        if bucket is None:
-            self.wildcard.append(route)
-        else:
-            self.buckets.setdefault(bucket, []).append(route)
+        self.tree.add(path[1:].split("/"), route)
         return route
 
     def mount(self, prefix: str, router: Router) -> None:
@@ -296,28 +393,18 @@ class Router:
 
         Raises NotFound, or MethodNotAllowed carrying the Allow header's value.
         """
-        allowed: Route | None = None
         route = self.static.get(path)
+        allowed = route
         if route is not None:
             handler = route.handler_for(method)
             if handler is not None:
                 return handler, {}
-            allowed = route
-        first = path[1:].split("/", 1)[0]
-        for candidates in (self.buckets.get(first, ()), self.wildcard):
-            for route in candidates:
-                assert route.regex is not None
-                found = route.regex.match(path)
-                if found is None:
-                    continue
-                handler = route.handler_for(method)
-                if handler is None:
-                    allowed = allowed or route
-                    continue
-                try:
-                    return handler, route.params(found)
-                except ValueError:
-                    continue  # a converter refused the value (e.g. float overflow): no match
+        matched: list[Route] = []
+        found = _walk(self.tree, path[1:].split("/"), 0, [], method, matched)
+        if found is not None:
+            return found
+        if allowed is None and matched:
+            allowed = matched[0]
         if allowed is not None:
             raise MethodNotAllowed(allowed.allow)
         raise NotFound()

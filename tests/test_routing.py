@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -439,3 +439,83 @@ def test_mount_sub_router_under_prefix() -> None:
         app.mount("api", Router())
     with pytest.raises(ValueError, match="mount prefix"):
         app.mount("/api/", Router())
+
+
+# ---- Precedence and the segment tree.
+
+
+def test_literal_beats_parameter_beats_catch_all_whatever_the_order() -> None:
+    app = App()
+
+    @app.get("/files/{name:path}")
+    async def catch_all(request: Request, name: str) -> str:
+        return f"catch-all {name}"
+
+    @app.get("/files/{name}")
+    async def one_segment(request: Request, name: str) -> str:
+        return f"parameter {name}"
+
+    @app.get("/files/latest")
+    async def literal(request: Request) -> str:
+        return "literal"
+
+    client = TestClient(app)
+    assert client.get("/files/latest").text == "literal"
+    assert client.get("/files/report.txt").text == "parameter report.txt"
+    assert client.get("/files/a/b/c.txt").text == "catch-all a/b/c.txt"
+    assert client.get("/files/").text == "catch-all "
+
+
+def test_a_refusing_converter_falls_through_to_the_next_route() -> None:
+    app = App()
+
+    @app.get("/items/{item_id:int}")
+    async def by_id(request: Request, item_id: int) -> str:
+        return f"id {item_id}"
+
+    @app.get("/items/{slug}")
+    async def by_slug(request: Request, slug: str) -> str:
+        return f"slug {slug}"
+
+    client = TestClient(app)
+    assert client.get("/items/42").text == "id 42"
+    assert client.get("/items/forty-two").text == "slug forty-two"
+
+
+def test_parameters_named_differently_at_the_same_place_keep_their_names() -> None:
+    app = App()
+
+    @app.get("/a/{x:int}/b")
+    async def first(request: Request, x: int) -> str:
+        return f"x={x}"
+
+    @app.get("/a/{y:int}/c")
+    async def second(request: Request, y: int) -> str:
+        return f"y={y}"
+
+    client = TestClient(app)
+    assert client.get("/a/1/b").text == "x=1"
+    assert client.get("/a/2/c").text == "y=2"
+
+
+def test_a_thousand_routes_under_one_prefix_all_match_with_their_own_methods() -> None:
+    app = App()
+
+    def make(n: int) -> Callable[..., Awaitable[str]]:
+        async def handler(request: Request, item_id: int) -> str:
+            return f"{n}:{item_id}"
+
+        return handler
+
+    for n in range(1000):
+        app.add_route(f"/api/v{n}/{{item_id:int}}", make(n), ["GET"])
+        app.add_route(f"/api/v{n}/{{item_id:int}}", make(n), ["DELETE"])
+    for n in (0, 499, 999):
+        _, params = app.match("GET", f"/api/v{n}/7")
+        assert params == {"item_id": 7}
+    client = TestClient(app)
+    assert client.get("/api/v999/7").text == "999:7"
+    reply = client.post("/api/v999/7")
+    assert reply.status_code == 405
+    assert reply.headers["allow"] == "DELETE, GET, HEAD"
+    assert client.get("/api/v1000/7").status_code == 404
