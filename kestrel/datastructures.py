@@ -8,7 +8,7 @@ decoded until a handler asks, so a request that never looks at its headers pays 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import NamedTuple, TypeVar, overload
+from typing import NamedTuple, NoReturn, TypeVar
 from urllib.parse import unquote_plus
 
 T = TypeVar("T")
@@ -17,7 +17,20 @@ RawHeaders = list[tuple[bytes, bytes]]
 HeaderInput = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]] | None
 
 
+# Header names a program sets are few and repeat on every response: encoded once.
+_NAME_CACHE: dict[str, bytes] = {}
+_NAME_CACHE_LIMIT = 512
+
+
 def _name(name: str | bytes) -> bytes:
+    if type(name) is str:
+        cached = _NAME_CACHE.get(name)
+        if cached is not None:
+            return cached
+        encoded = name.encode("latin-1").lower()
+        if len(_NAME_CACHE) < _NAME_CACHE_LIMIT:
+            _NAME_CACHE[name] = encoded
+        return encoded
     return (name.encode("latin-1") if isinstance(name, str) else name).lower()
 
 
@@ -91,8 +104,11 @@ class MutableHeaders(Headers):
     __slots__ = ()
 
     def __setitem__(self, name: str, value: str) -> None:
-        key = _name(name)
-        data = _value(value)
+        key = _NAME_CACHE.get(name) or _name(name)
+        if type(value) is str and value.isprintable():
+            data = value.encode("latin-1")  # printable: no CR, LF or NUL to refuse
+        else:
+            data = _value(value)
         raw = self.raw
         for i, (field, _) in enumerate(raw):
             if field == key:
@@ -123,36 +139,31 @@ class MutableHeaders(Headers):
             self[name.decode("latin-1")] = value.decode("latin-1")
 
 
-class QueryParams(Mapping[str, str]):
-    """The query string as a multi-dict: ``q["a"]`` is the first value, ``getlist`` all."""
+class QueryParams(dict[str, str]):
+    """The query string as a read-only multi-dict: ``q["a"]`` and ``q.get("a")`` give the
+    first value, ``q.getlist("a")`` all of them, ``q.multi_items()`` every pair in order.
 
-    __slots__ = ("_first", "_items")
+    A dict of first values underneath, so reading it is a C dict lookup; every method that
+    would change it raises TypeError.
+    """
+
+    __slots__ = ("_items",)
 
     def __init__(self, query: str | bytes | Iterable[tuple[str, str]] = "") -> None:
         if isinstance(query, bytes):
             query = query.decode("latin-1")
         items = parse_query(query) if isinstance(query, str) else list(query)
         self._items: list[tuple[str, str]] = items
-        first: dict[str, str] = {}
-        for key, value in items:
-            first.setdefault(key, value)
-        self._first = first
+        # Filled back to front, so that the first of a repeated key is the one kept.
+        dict.update(self, reversed(items))
 
-    def __getitem__(self, key: str) -> str:
-        return self._first[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._first)
-
-    def __len__(self) -> int:
-        return len(self._first)
-
-    @overload
-    def get(self, key: str) -> str | None: ...
-    @overload
-    def get(self, key: str, default: str | T) -> str | T: ...
-    def get(self, key: str, default: object = None) -> object:
-        return self._first.get(key, default)
+    @classmethod
+    def from_query_string(cls, query: str) -> QueryParams:
+        """What Request.query builds per request: straight from the decoded string."""
+        params = dict.__new__(cls)
+        items = params._items = parse_query(query)
+        dict.update(params, reversed(items) if len(items) > 1 else items)
+        return params
 
     def getlist(self, key: str) -> list[str]:
         return [value for name, value in self._items if name == key]
@@ -163,6 +174,13 @@ class QueryParams(Mapping[str, str]):
     def __repr__(self) -> str:
         return f"QueryParams({self._items!r})"
 
+    def _read_only(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("QueryParams is read-only; copy it with dict(query) to change it")
+
+    __setitem__ = __delitem__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
+    __ior__ = _read_only
+
 
 def parse_query(query: str) -> list[tuple[str, str]]:
     """``a=1&b=x+y&a=2`` -> [("a", "1"), ("b", "x y"), ("a", "2")]; blanks are kept.
@@ -171,14 +189,16 @@ def parse_query(query: str) -> list[tuple[str, str]]:
     string is data for the handler to judge, unlike the path the router matches.
     """
     items = []
+    if "%" not in query and "+" not in query:
+        for part in query.split("&"):
+            if part:
+                key, _, value = part.partition("=")
+                items.append((key, value))
+        return items
     for part in query.split("&"):
-        if not part:
-            continue
-        key, _, value = part.partition("=")
-        if "%" in part or "+" in part:
-            key = unquote_plus(key)
-            value = unquote_plus(value)
-        items.append((key, value))
+        if part:
+            key, _, value = part.partition("=")
+            items.append((unquote_plus(key), unquote_plus(value)))
     return items
 
 

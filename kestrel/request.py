@@ -52,7 +52,7 @@ class Request(_core.Request):
     def query(self) -> QueryParams:
         query: QueryParams | None = self._query
         if query is None:
-            query = self._query = QueryParams(self.query_string.decode("latin-1"))
+            query = self._query = QueryParams.from_query_string(self.query_string.decode("latin-1"))
         return query
 
     @property

@@ -34,11 +34,16 @@ from typing import Any
 Endpoint = Callable[..., Any]
 
 
+NO_MATCH: Any = object()  # what Converter.parse returns for a segment it does not take
+
+
 class Converter:
     """Turns one path segment (or, for ``path``, the rest of the path) into a value.
 
-    Subclass it and pass an instance to ``register_converter(name, converter)``; ``regex``
-    must not contain capturing groups.
+    Subclass it and pass an instance to ``register_converter(name, converter)``: set
+    ``regex`` (without capturing groups) and override ``convert``, raising ValueError for a
+    value it refuses. A parameter that is a whole segment is matched with ``parse``, which a
+    converter may override with something faster than its regex.
     """
 
     regex = "[^/]+"
@@ -46,9 +51,24 @@ class Converter:
     def convert(self, value: str) -> Any:
         return value
 
+    def parse(self, segment: str) -> Any:
+        """The converted value of a whole segment, or NO_MATCH."""
+        compiled: re.Pattern[str] | None = self.__dict__.get("_compiled")
+        if compiled is None or compiled.pattern != self.regex:
+            compiled = self.__dict__["_compiled"] = re.compile(self.regex)
+        if compiled.fullmatch(segment) is None:
+            return NO_MATCH
+        try:
+            return self.convert(segment)
+        except ValueError:
+            return NO_MATCH
+
 
 class StringConverter(Converter):
     regex = "[^/]+"
+
+    def parse(self, segment: str) -> Any:
+        return segment if segment else NO_MATCH  # a segment never holds "/"
 
 
 class IntConverter(Converter):
@@ -56,6 +76,10 @@ class IntConverter(Converter):
 
     def convert(self, value: str) -> int:
         return int(value)
+
+    def parse(self, segment: str) -> Any:
+        # isdigit() alone would take other scripts' digits, which [0-9]+ does not.
+        return int(segment) if segment.isdigit() and segment.isascii() else NO_MATCH
 
 
 class FloatConverter(Converter):
@@ -159,17 +183,23 @@ def compile_path(path: str) -> tuple[re.Pattern[str] | None, dict[str, Converter
     return re.compile(pattern), converters
 
 
+Params = list[tuple[str, Converter]]  # a pattern's parameters, in order
+
+
 class _Node:
     """One point of the segment tree: what may follow the segments that led here."""
 
-    __slots__ = ("catch_alls", "literals", "parameters", "route")
+    __slots__ = ("catch_alls", "literals", "parameters", "patterns", "route")
 
     def __init__(self) -> None:
         self.literals: dict[str, _Node] = {}
-        # (pattern for one segment, parameter names, next node), in registration order
-        self.parameters: list[tuple[re.Pattern[str], list[str], _Node]] = []
-        # (pattern for the rest of the path, parameter names, route): {name:path} routes
-        self.catch_alls: list[tuple[re.Pattern[str], list[str], Route]] = []
+        # A whole segment that is one parameter ({id:int}): (name, converter, next node).
+        self.parameters: list[tuple[str, Converter, _Node]] = []
+        # A segment mixing text and parameters ({name}.txt): (pattern, its parameters in
+        # order, next node).
+        self.patterns: list[tuple[re.Pattern[str], Params, _Node]] = []
+        # The rest of the path, for a {name:path} catch-all: (pattern, parameters, route).
+        self.catch_alls: list[tuple[re.Pattern[str], Params, Route]] = []
         self.route: Route | None = None  # the route whose path ends here
 
     def add(self, segments: list[str], route: Route) -> None:
@@ -178,19 +208,33 @@ class _Node:
             if "{" not in segment:
                 node = node.literals.setdefault(segment, _Node())
                 continue
-            if any(isinstance(route.converters[name], PathConverter) for name in _names(segment)):
+            names = _names(segment)
+            if any(isinstance(route.converters[name], PathConverter) for name in names):
                 rest = "/".join(segments[i:])
-                node.catch_alls.append((_segment_pattern(rest, route), _names(rest), route))
+                params = [(name, route.converters[name]) for name in _names(rest)]
+                node.catch_alls.append((_segment_pattern(rest, route), params, route))
                 return
-            pattern, names = _segment_pattern(segment, route), _names(segment)
-            for existing, existing_names, child in node.parameters:
-                # Shared only if the parameters are named alike too: values are named here.
-                if existing.pattern == pattern.pattern and existing_names == names:
+            if _PARAM.fullmatch(segment):
+                converter = route.converters[names[0]]
+                for name, existing, child in node.parameters:
+                    # Shared only if named alike too: values are named on the way down.
+                    if name == names[0] and existing is converter:
+                        node = child
+                        break
+                else:
+                    child = _Node()
+                    node.parameters.append((names[0], converter, child))
+                    node = child
+                continue
+            pattern = _segment_pattern(segment, route)
+            params = [(name, route.converters[name]) for name in names]
+            for existing_pattern, existing_params, child in node.patterns:
+                if existing_pattern.pattern == pattern.pattern and existing_params == params:
                     node = child
                     break
             else:
                 child = _Node()
-                node.parameters.append((pattern, names, child))
+                node.patterns.append((pattern, params, child))
                 node = child
         node.route = route
 
@@ -214,57 +258,70 @@ def _walk(
     node: _Node,
     segments: list[str],
     index: int,
-    values: list[tuple[str, str]],
+    values: list[tuple[str, Any]],
     method: str,
     allowed: list[Route],
 ) -> tuple[Handler, dict[str, Any]] | None:
     """Depth-first, by precedence: the handler for `method` of the first route the path
-    matches. `values` holds the raw parameter values on the way down; `allowed` gets the
+    matches. `values` holds the converted parameters on the way down; `allowed` gets the
     first route that matched the path but not the method (for 405)."""
     if index == len(segments):
         route = node.route
-        return _accept(route, values, method, allowed) if route is not None else None
+        if route is None:
+            return None
+        handler = route.handler_for(method)
+        if handler is None:
+            if not allowed:
+                allowed.append(route)
+            return None
+        return handler, dict(values)
     segment = segments[index]
     child = node.literals.get(segment)
     if child is not None:
         found = _walk(child, segments, index + 1, values, method, allowed)
         if found is not None:
             return found
-    for pattern, names, child in node.parameters:
-        match = pattern.fullmatch(segment)
-        if match is not None:
+    for name, converter, child in node.parameters:
+        value = converter.parse(segment)
+        if value is not NO_MATCH:
+            values.append((name, value))
+            found = _walk(child, segments, index + 1, values, method, allowed)
+            if found is not None:
+                return found
+            values.pop()
+    for pattern, params, child in node.patterns:
+        converted = _convert(pattern.fullmatch(segment), params)
+        if converted is not None:
             depth = len(values)
-            values.extend(zip(names, match.groups(), strict=True))
+            values.extend(converted)
             found = _walk(child, segments, index + 1, values, method, allowed)
             if found is not None:
                 return found
             del values[depth:]
     if node.catch_alls:
         rest = "/".join(segments[index:])
-        for pattern, names, route in node.catch_alls:
-            match = pattern.fullmatch(rest)
-            if match is not None:
-                found = _accept(
-                    route, values + list(zip(names, match.groups(), strict=True)), method, allowed
-                )
-                if found is not None:
-                    return found
+        for pattern, params, route in node.catch_alls:
+            converted = _convert(pattern.fullmatch(rest), params)
+            if converted is not None:
+                handler = route.handler_for(method)
+                if handler is not None:
+                    return handler, dict(values + converted)
+                if not allowed:
+                    allowed.append(route)
     return None
 
 
-def _accept(
-    route: Route, values: list[tuple[str, str]], method: str, allowed: list[Route]
-) -> tuple[Handler, dict[str, Any]] | None:
-    try:
-        params = {name: route.converters[name].convert(raw) for name, raw in values}
-    except ValueError:
-        return None  # the converter refused the value: as if the route did not match
-    handler = route.handler_for(method)
-    if handler is None:
-        if not allowed:
-            allowed.append(route)
+def _convert(match: re.Match[str] | None, params: Params) -> list[tuple[str, Any]] | None:
+    """Converted values of a pattern's groups, or None if it did not match or was refused."""
+    if match is None:
         return None
-    return handler, params
+    try:
+        return [
+            (name, converter.convert(raw))
+            for (name, converter), raw in zip(params, match.groups(), strict=True)
+        ]
+    except ValueError:
+        return None
 
 
 class NotFound(Exception):

@@ -92,6 +92,16 @@ cdef class OutputBuffer:
         return self.append(b"\r\n", 2)
 
 
+cdef object _mutable_headers(headers):
+    """A response's headers as MutableHeaders: built directly when there are none yet (the
+    common case, a middleware adding one), through its constructor otherwise."""
+    if headers is None:
+        result = _type_new(MutableHeaders, _EMPTY_TUPLE)
+        result.raw = []
+        return result
+    return MutableHeaders(headers)
+
+
 cdef class StreamingResponse:
     """A response whose body is produced piece by piece (a sync or async iterable).
 
@@ -111,7 +121,7 @@ cdef class StreamingResponse:
     def headers(self):
         """The response's headers as a MutableHeaders (made on first access)."""
         if type(self._headers) is not MutableHeaders:
-            self._headers = MutableHeaders(self._headers)
+            self._headers = _mutable_headers(self._headers)
         return self._headers
 
     @headers.setter
@@ -139,7 +149,7 @@ cdef class Response:
     def headers(self):
         """The response's headers as a MutableHeaders: ``response.headers["x"] = "1"``."""
         if type(self._headers) is not MutableHeaders:
-            self._headers = MutableHeaders(self._headers)
+            self._headers = _mutable_headers(self._headers)
         return self._headers
 
     @headers.setter
@@ -179,7 +189,7 @@ cdef class FileResponse:
     @property
     def headers(self):
         if type(self._headers) is not MutableHeaders:
-            self._headers = MutableHeaders(self._headers)
+            self._headers = _mutable_headers(self._headers)
         return self._headers
 
     @headers.setter

@@ -62,21 +62,58 @@ def native_app(middleware: str | None, route: str = "/") -> tuple[Any, type[Core
     return app.entry, Request
 
 
+def framework_app(variant: str) -> tuple[Any, type[CoreRequest]]:
+    """perf/apps/framework.py's route, or a part of it (to see what each part costs)."""
+    app = App()
+    if variant in ("full", "no_query", "no_json"):
+
+        @app.middleware
+        async def stamp(request: Request, call_next: Any) -> Any:
+            response = await call_next(request)
+            response.headers["x-mw"] = "1"
+            return response
+
+    @app.get("/users/{user_id:int}")
+    async def user(request: Request, user_id: int) -> Any:
+        if variant == "no_json":
+            return Response(BODY, 200, None, b"text/plain")
+        q = None if variant == "no_query" else request.query.get("q")
+        return {"id": user_id, "q": q}
+
+    return app.entry, Request
+
+
 APPS: dict[str, Callable[[], tuple[Any, type[CoreRequest]]]] = {
     "bare": bare_handler,
     "app": lambda: native_app(None),
     "app_mw": lambda: native_app("passthrough"),
     "app_stamp": lambda: native_app("stamp"),
+    "fw": lambda: framework_app("full"),
+    "fw_no_mw": lambda: framework_app("no_middleware"),
+    "fw_no_query": lambda: framework_app("no_query"),
+    "fw_no_json": lambda: framework_app("no_json"),
+}
+TARGETS = {
+    "fw": b"/users/42?q=hello",
+    "fw_no_mw": b"/users/42?q=hello",
+    "fw_no_query": b"/users/42?q=hello",
+    "fw_no_json": b"/users/42?q=hello",
 }
 
 
-async def drive(handler: Any, request_class: type[CoreRequest], requests: int, depth: int) -> float:
+async def drive(
+    handler: Any,
+    request_class: type[CoreRequest],
+    requests: int,
+    depth: int,
+    target: bytes = b"/?q=1",
+) -> float:
     loop = asyncio.get_running_loop()
     engine = HttpServer(handler, loop=loop, request_class=request_class)
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     engine.adopt(theirs)
-    batch = REQUEST * depth
+    batch = REQUEST.replace(b"/?q=1", target) * depth
     marker = b"HTTP/1.1 200 OK"
     started = time.perf_counter()
     for _ in range(requests // depth):
@@ -97,7 +134,7 @@ async def drive(handler: Any, request_class: type[CoreRequest], requests: int, d
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--apps", default=",".join(APPS))
+    ap.add_argument("--apps", default="bare,app,app_mw,app_stamp,fw")
     ap.add_argument("--requests", type=int, default=200_000)
     ap.add_argument("--depth", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=3)
@@ -106,7 +143,11 @@ def main() -> int:
     for name in args.apps.split(","):
         handler, request_class = APPS[name]()
         best = min(
-            loop.run_until_complete(drive(handler, request_class, args.requests, args.depth))
+            loop.run_until_complete(
+                drive(
+                    handler, request_class, args.requests, args.depth, TARGETS.get(name, b"/?q=1")
+                )
+            )
             for _ in range(args.rounds)
         )
         per_request = best / args.requests * 1e6
