@@ -40,6 +40,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from kestrel import response as response_module
 from kestrel._core import (
     ClientDisconnect,
     FileResponse,
@@ -49,6 +50,7 @@ from kestrel._core import (
 )
 from kestrel.exceptions import HTTPException
 from kestrel.request import BadRequest, Request
+from kestrel.response import JSON as _JSON
 from kestrel.response import json_response
 from kestrel.routing import MethodNotAllowed, NotFound, Router
 
@@ -326,7 +328,8 @@ def to_response(result: Any) -> AnyResponse:
     if kind is bytes:
         return Response(result, 200, None, b"application/octet-stream")
     if kind is dict or kind is list:
-        return json_response(result)
+        # Looked up on the module each time, so that swapping the encoder takes effect.
+        return Response(response_module.json_dumps(result), 200, None, _JSON)
     if isinstance(result, (Response, StreamingResponse, FileResponse)):
         return result
     if result is None:

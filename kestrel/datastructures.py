@@ -82,6 +82,9 @@ class Headers(Mapping[str, str]):
     def __len__(self) -> int:
         return len({field for field, _ in self.raw})
 
+    def __bool__(self) -> bool:
+        return bool(self.raw)  # not len(): the engine asks this of every response it sends
+
     def getlist(self, name: str) -> list[str]:
         key = name.lower().encode("latin-1")
         return [value.decode("latin-1") for field, value in self.raw if field == key]

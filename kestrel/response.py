@@ -11,6 +11,7 @@ The classes here are conveniences built on ``Response``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from kestrel._core import FileResponse, Response, StreamingResponse
@@ -31,8 +32,7 @@ __all__ = [
 try:
     import orjson
 
-    def json_dumps(content: Any) -> bytes:
-        return orjson.dumps(content)
+    json_dumps: Callable[[Any], bytes] = orjson.dumps
 
 except ImportError:  # pragma: no cover - the standard library when orjson is absent
 
