@@ -12,6 +12,7 @@ from kestrel._core import (
     StreamingResponse,
 )
 from kestrel.app import App, StartupError
+from kestrel.config import Limits
 from kestrel.datastructures import URL, Headers, MutableHeaders, QueryParams
 from kestrel.exceptions import HTTPException
 from kestrel.request import Request
@@ -39,6 +40,7 @@ __all__ = [
     "HttpParseError",
     "HttpParser",
     "JSONResponse",
+    "Limits",
     "MutableHeaders",
     "PlainTextResponse",
     "QueryParams",

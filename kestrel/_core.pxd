@@ -176,6 +176,24 @@ cdef class Pipe:
 
 cdef class HttpServer:
     cdef object app
+    # The request contract (issue #5); times in seconds, rates in bytes per second.
+    cdef double keep_alive_timeout
+    cdef double request_headers_timeout
+    cdef double min_request_body_rate
+    cdef double min_response_rate
+    cdef double min_rate_grace
+    cdef double drain_timeout
+    cdef long long max_drain_size
+    cdef double linger_time
+    cdef double heartbeat_interval
+    cdef Py_ssize_t max_connections   # 0: no limit
+    cdef bint shutting_down
+    cdef bint at_connection_limit     # listeners unwatched: --max-connections reached
+    cdef long long end_counts[16]     # by End (consts.pxi), END_COUNT <= 16
+    cdef readonly long long drained_bodies
+    cdef readonly long long connections_rejected
+    cdef object metrics_target        # the request-target served as metrics, or None
+    cdef object metrics_renderer
     cdef readonly BufferPool pool
     cdef Py_ssize_t max_request_buffer_size
     cdef Py_ssize_t min_request_buffer_size
@@ -209,6 +227,7 @@ cdef class HttpServer:
     cdef HttpParser _new_parser(self)
     cdef Connection _open_connection(self, int fd)
     cdef void _connection_closed(self, Connection connection) noexcept
+    cdef void _check_accepting(self)
     cdef object step_result
     cdef object _start_handler(self, coro)
     cdef object _start_task(self, coro)
@@ -283,6 +302,22 @@ cdef class Connection(EpollHandler):
     cdef int file_fd                  # a FileResponse being sent, or -1
     cdef off_t file_offset
     cdef long long file_remaining
+    # The request contract (issue #5), checked by the server's heartbeat.
+    cdef int deadline_kind            # Deadline: what `deadline` is for
+    cdef double deadline              # keep-alive or request-headers deadline (monotonic s)
+    cdef int end_reason               # End, once decided; -1 until then
+    cdef bint draining                # discarding the rest of a body the handler left
+    cdef double drain_deadline
+    cdef long long drain_left         # bytes the drain may still discard
+    cdef bint lingering               # our FIN is sent; discarding input until EOF
+    cdef double linger_deadline
+    cdef double body_wait_started     # a body read is waiting on the client since (0: not)
+    cdef double body_wait_total       # time body reads spent waiting, this request
+    cdef double write_wait_started    # output has been blocked since (0: not)
+    cdef double write_wait_total
+    cdef long long write_wait_bytes   # bytes the client took while output was blocked
+    cdef bint continue_sent           # "100 Continue" already sent for this request
+    cdef object drain_route           # names the request whose body is being drained
     cdef object peer_address(self)
     cdef void _on_readable(self)
     cdef void _process_held(self)
@@ -310,5 +345,14 @@ cdef class Connection(EpollHandler):
     cdef void _set_events(self, uint32_t events)
     cdef void _on_eof(self)
     cdef void _input_idle(self)
+    cdef void _update_deadline(self)
+    cdef void _check_contract(self, double now)
+    cdef void _start_drain(self, Request request)
+    cdef void _end(self, int reason)
+    cdef void _linger(self)
+    cdef void _discard_input(self)
+    cdef void _body_wait_begin(self)
+    cdef void _body_wait_end(self)
+    cdef int _send_continue(self) except -1
     cdef void close(self)
     cdef void abort(self)

@@ -37,6 +37,8 @@ class RejectReason(enum.IntEnum):
     MISSING_CHUNK_DATA_TERMINATOR = ...  # 400
     BODY_TOO_LARGE = ...  # 413
     INCOMPLETE_MESSAGE = ...  # 400 (EOF inside a message)
+    REQUEST_HEADERS_TIMEOUT = ...  # 408 (the engine: the head did not arrive in time)
+    REQUEST_BODY_TIMEOUT = ...  # 408 (the engine: the body came under the minimum rate)
 
 REJECT_STATUS: Final[dict[RejectReason, int]]
 
@@ -95,6 +97,8 @@ class HttpParser:
     def messages_completed(self) -> int: ...
 
 def debug_counters() -> dict[str, int]: ...
+
+END_REASONS: Final[tuple[str, ...]]  # why connections end, as metrics name them
 
 # ---- The engine.
 
@@ -231,7 +235,23 @@ class HttpServer:
         max_response_buffer_size: int = 65_536,
         max_parser_body_size: int = ...,
         request_class: type[Request] | None = None,
+        keep_alive_timeout: float = 130.0,
+        request_headers_timeout: float = 30.0,
+        min_request_body_rate: float = 240.0,
+        min_response_rate: float = 240.0,
+        min_rate_grace: float = 5.0,
+        drain_timeout: float = 5.0,
+        max_drain_size: int = 262_144,
+        max_connections: int = 0,
+        linger_time: float = 5.0,
+        heartbeat_interval: float | None = None,
+        metrics_path: str | None = None,
+        metrics_renderer: Callable[[], bytes] | None = None,
     ) -> None: ...
+    drained_bodies: int
+    connections_rejected: int
+    async def shutdown(self, timeout: float = 30.0) -> None: ...
+    def metrics(self) -> dict[str, Any]: ...
     read_pauses: int
     write_pauses: int
     def listen(self, sock: socket) -> None: ...

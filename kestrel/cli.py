@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import logging
 import os
@@ -10,6 +11,7 @@ import sys
 from typing import Any
 
 from kestrel.app import StartupError
+from kestrel.config import Limits
 from kestrel.server import Server
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -55,21 +57,62 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     cli.add_argument("--no-server-header", action="store_true", help="send no Server header")
     cli.add_argument(
-        "--max-request-body-size",
-        type=int,
-        default=30_000_000,
-        metavar="BYTES",
-        help="largest request body; larger ones get 413 (default 30,000,000, as Kestrel)",
+        "--metrics-path",
+        metavar="PATH",
+        help="serve the server's metrics in Prometheus text format at this path (e.g. /metrics)",
     )
+    limits = cli.add_argument_group(
+        "the request contract", "sizes in bytes, times in seconds, rates in bytes per second"
+    )
+    defaults = Limits()
+    for spec in dataclasses.fields(Limits):
+        default = getattr(defaults, spec.name)
+        is_time_or_rate = isinstance(default, float)
+        unit = (
+            "SECONDS"
+            if "timeout" in spec.name or "grace" in spec.name
+            else ("BYTES/S" if "rate" in spec.name else "BYTES")
+        )
+        if spec.name in ("max_connections", "backlog", "max_request_headers"):
+            unit = "N"
+        extra = " (0: off)" if spec.metadata["zero_disables"] else ""
+        limits.add_argument(
+            "--" + spec.name.replace("_", "-"),
+            type=_number(float if is_time_or_rate else int, spec.name),
+            default=default,
+            metavar=unit,
+            help=f"{spec.metadata['help']}{extra} (default {default:g})",
+        )
     return cli
+
+
+def _number(kind: type, name: str) -> Any:
+    """An argparse type for a limit: a clear message for anything that is not one."""
+    flag = "--" + name.replace("_", "-")
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            noun = "a number" if kind is float else "a whole number"
+            raise argparse.ArgumentTypeError(f"{flag} needs {noun}, not {text!r}") from None
+        if value < 0 or value != value:
+            raise argparse.ArgumentTypeError(f"{flag} must be 0 or more, not {text}")
+        return value
+
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not 0 <= args.port <= 65535:
         raise SystemExit(f"kestrel: --port must be 0-65535, not {args.port}")
-    if args.max_request_body_size < 0:
-        raise SystemExit("kestrel: --max-request-body-size must be 0 or more bytes")
+    try:
+        limits = Limits(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Limits)})
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"kestrel: --{str(exc).replace('_', '-')}") from None
+    if args.metrics_path is not None and not args.metrics_path.startswith("/"):
+        raise SystemExit(f"kestrel: --metrics-path must start with '/', not {args.metrics_path!r}")
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -78,9 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         app,
         args.host,
         args.port,
+        limits=limits,
         access_log=args.access_log,
         server_header=None if args.no_server_header else "kestrel",
-        max_request_body_size=args.max_request_body_size,
+        metrics_path=args.metrics_path,
     )
     try:
         server.run()

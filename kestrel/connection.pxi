@@ -39,6 +39,52 @@ cdef enum:
 
 cdef tuple _EMPTY_TUPLE = ()
 
+END_REASONS = ("client_closed", "connection_close", "keep_alive_timeout", "headers_timeout",
+               "body_rate", "response_rate", "drain_timeout", "drain_limit", "rejected",
+               "shutdown", "error")
+
+
+cdef object _route_of(Request request):
+    """How a log line names the request: the framework's route template, else the path."""
+    if request is None:
+        return "-"
+    route = request.route
+    if route is None:
+        route = request.head.target.decode("latin-1")
+    return f"{request.head.method} {route}"
+
+
+def _contract_warning(Connection connection, str message, *args):
+    """One line per violation of the request contract, naming the route and the client."""
+    try:
+        peer = connection.peer_address()
+        route = (_route_of(connection.current) if connection.current is not None
+                 else connection.drain_route or "-")
+        _log.warning("%s from %s: " + message, route,
+                     f"{peer[0]}:{peer[1]}" if peer else "-", *args)
+    except Exception:
+        pass  # a log line must never take the connection down
+
+
+cdef bint _unread_body_closes(Connection connection, Request request):
+    """Must the connection close rather than drain what the handler left unread?"""
+    cdef HttpServer server = connection.server
+    if server.max_drain_size <= 0 or server.drain_timeout <= 0:
+        return True
+    if (request.head.expect_continue and not connection.continue_sent
+            and request.head.http_version is V_11):
+        # The client waits for a 100 that never came: it may send the body or not, so
+        # nobody could tell where the next request would start.
+        return True
+    return (request.head.content_length >= 0
+            and connection.parser.body_remaining > server.max_drain_size)
+
+
+cdef str _unread_description(Connection connection, Request request):
+    if request.head.expect_continue and not connection.continue_sent:
+        return "a body it never asked for (Expect: 100-continue)"
+    return f"{connection.parser.body_remaining} bytes of the body"
+
 
 cdef str _decode_path(bytes raw):
     """Percent-decode a request path (RFC 3986 §2.1) and read it as UTF-8.
@@ -134,6 +180,8 @@ cdef class Listener(EpollHandler):
             except BaseException as exc:
                 close(fd)
                 _log.exception("could not set up a connection", exc_info=exc)
+            if self.server.at_connection_limit:
+                return  # the rest wait in the backlog until a connection closes
 
 
     cdef void pause(self) noexcept:
@@ -147,7 +195,8 @@ cdef class Listener(EpollHandler):
     def resume(self):
         if self.paused and self.fd >= 0:
             self.paused = False
-            self.server.selector.modify_handler(self, EPOLLIN)
+            if not self.server.at_connection_limit:
+                self.server.selector.modify_handler(self, EPOLLIN)
 
 
 @cython.freelist(256)
@@ -212,6 +261,7 @@ cdef class RequestBody:
         waiter = self.waiter
         if waiter is not None:
             self.waiter = None
+            (<Connection>self.owner)._body_wait_end()
             if not waiter.done():
                 waiter.set_result(None)
 
@@ -231,6 +281,8 @@ cdef class RequestBody:
             if self.complete:
                 return b""
             self.waiter = asyncio.get_running_loop().create_future()
+            # Waiting on the client: the only time the minimum body rate is measured over.
+            (<Connection>self.owner)._body_wait_begin()
             await self.waiter
 
 
@@ -331,6 +383,10 @@ cdef class Request:
             raise HttpParseError(R_BODY_TOO_LARGE,
                                  f"Content-Length {self.head.content_length} is over the "
                                  f"limit of {body.limit} bytes")
+        if self.head.expect_continue and not body.complete and self.head.http_version is V_11:
+            # Expect: 100-continue is answered lazily: only a handler that reads gets the
+            # client to send its body (RFC 9110 §10.1.1).
+            self.connection._send_continue()
         return 0
 
     async def stream(self):
@@ -385,6 +441,19 @@ cdef class Connection(EpollHandler):
         self.peer_eof = False
         self.peer = None
         self.file_fd = -1
+        # A new connection is idle until its first byte: the keep-alive timeout applies, as
+        # in Kestrel; the headers timeout starts with that first byte.
+        self.deadline_kind = DL_KEEP_ALIVE
+        self.deadline = _monotonic() + server.keep_alive_timeout
+        self.end_reason = -1
+        self.draining = False
+        self.lingering = False
+        self.body_wait_started = 0.0
+        self.body_wait_total = 0.0
+        self.write_wait_started = 0.0
+        self.write_wait_total = 0.0
+        self.write_wait_bytes = 0
+        self.continue_sent = False
 
     def __dealloc__(self):
         if KESTREL_DEBUG:
@@ -410,6 +479,9 @@ cdef class Connection(EpollHandler):
         if self.closed:
             return
         try:
+            if self.lingering:
+                self._discard_input()
+                return
             if events & EPOLLOUT:
                 self._flush()
                 if self.closed:
@@ -427,6 +499,7 @@ cdef class Connection(EpollHandler):
         if n < 0:
             if errno == EAGAIN or errno == EINTR:
                 return
+            self._end(END_CLIENT_CLOSED if errno == ECONNRESET else END_ERROR)
             self.abort()
             return
         if n == 0:
@@ -440,15 +513,18 @@ cdef class Connection(EpollHandler):
             self._process(server.scratch, n)
         self._flush()
         self._check_input_watermark()
+        self._update_deadline()
 
     cdef void _process_held(self):
         """Parse held input, block by block, as far as requests may be processed."""
         cdef Pipe held = self.held_in
         cdef Py_ssize_t length, used
         cdef const char* data
-        while held.size and not self.closed:
+        while held.size and not self.closed and not self.lingering:
             data = held.front(&length)
             used = self._process_ptr(<char*>data, length)
+            if self.closed or self.lingering:
+                break  # closing: held input was released, nothing more is parsed
             held.consume(used)
             if used < length:
                 break
@@ -456,7 +532,7 @@ cdef class Connection(EpollHandler):
     cdef void _process(self, char* data, Py_ssize_t size):
         """Parse freshly read bytes; hold what cannot be processed yet."""
         cdef Py_ssize_t used = self._process_ptr(data, size)
-        if used < size and not self.closed:
+        if used < size and not self.closed and not self.lingering:
             if self.held_in is None:
                 self.held_in = Pipe(self.server.pool)
             self.held_in.write(data + used, size - used)
@@ -488,7 +564,7 @@ cdef class Connection(EpollHandler):
         cdef HttpParser parser = self.parser
         cdef Py_ssize_t pos = 0
         cdef int event
-        while not self.closed:
+        while not self.closed and not self.lingering:
             if self.handler_running and self.message_complete:
                 break  # the next pipelined request waits for this response
             event = parser.execute(data + pos, size - pos)
@@ -500,14 +576,29 @@ cdef class Connection(EpollHandler):
             elif event == EV_BODY:
                 if self.handler_running:
                     self.current.body_stream.feed(parser.body_ptr, parser.body_len)
-                # else: the handler has answered without reading it; the bytes are dropped.
+                elif self.draining:
+                    # The handler answered without reading it: discarded, within the budget.
+                    self.drain_left -= parser.body_len
+                    if self.drain_left < 0:
+                        self.draining = False
+                        self._end(END_DRAIN_LIMIT)
+                        _contract_warning(self, "an unread request body went past the drain "
+                                                "budget of %d bytes; closing the connection",
+                                          self.server.max_drain_size)
+                        self.close_after_write = True
+                        self._close_if_done()
+                        break
             elif event == EV_MESSAGE_END:
                 self.message_complete = True
                 if self.handler_running:
                     self.current.body_stream.finish()
+                elif self.draining:
+                    self.draining = False
+                    self.server.drained_bodies += 1
             elif event == EV_PAUSED:
                 # Connection: close, HTTP/1.0, or an upgrade kestrel does not perform: what
                 # follows is not read. Close once the response is out.
+                self._end(END_CONNECTION_CLOSE)
                 self.close_after_write = True
                 if not self.handler_running:
                     self._close_if_done()
@@ -541,7 +632,17 @@ cdef class Connection(EpollHandler):
         self.current = request
         self.handler_running = True
         self.message_complete = False
+        self.deadline_kind = DL_NONE  # the head is in; the body rate applies from here
+        self.continue_sent = False
+        self.body_wait_started = 0.0
+        self.body_wait_total = 0.0
+        self.write_wait_total = 0.0
+        self.write_wait_bytes = 0
         server.requests_total += 1
+        if server.metrics_target is not None and head.target == server.metrics_target:
+            self._handler_done(Response(server.metrics_renderer(), 200, None,
+                                        b"text/plain; version=0.0.4; charset=utf-8"), None)
+            return
         try:
             coro = server.app(request)
             task = server._start_handler(coro)
@@ -647,7 +748,11 @@ cdef class Connection(EpollHandler):
                     if not (self.events & EPOLLOUT):
                         server.write_pauses += 1
                         self._set_events(self.events | EPOLLOUT)
+                    if not self.write_wait_started:
+                        self.write_wait_started = _monotonic()
                     return
+                self._end(END_CLIENT_CLOSED if errno == EPIPE or errno == ECONNRESET
+                          else END_ERROR)
                 self.abort()
                 return
             if sent == 0:
@@ -657,10 +762,15 @@ cdef class Connection(EpollHandler):
                 self.abort()
                 return
             server.bytes_written += sent
+            if self.write_wait_started:
+                self.write_wait_bytes += sent
             self.file_remaining -= sent
         self._close_file()
         if self.events & EPOLLOUT:
             self._set_events(self.events & ~EPOLLOUT)
+        if self.write_wait_started:
+            self.write_wait_total += _monotonic() - self.write_wait_started
+            self.write_wait_started = 0.0
         self._response_finished(self.current)
         self._after_response()
 
@@ -697,6 +807,7 @@ cdef class Connection(EpollHandler):
         else:
             if not chunked:
                 # An HTTP/1.0 client cannot take chunks: the body ends with the connection.
+                self._end(END_CONNECTION_CLOSE)
                 self.close_after_write = True
         self._write_response(request, response.status, headers, None, response.content_type,
                              chunked)
@@ -853,10 +964,15 @@ cdef class Connection(EpollHandler):
         self.handler_running = False
         self.current = None
         if not request.head.keep_alive:
+            self._end(END_CONNECTION_CLOSE)
             self.close_after_write = True
         if not self.message_complete:
-            # The handler did not read all of the body: it is discarded as it arrives.
-            request.body_stream.fail(ClientDisconnect("the response was already sent"))
+            # The handler did not read all of the body: what is buffered goes now, the rest
+            # is drained as it arrives (or the connection closes: _start_drain). A request
+            # without a body is only waiting for the parser to say so.
+            if not request.body_stream.complete:
+                request.body_stream.fail(ClientDisconnect("the response was already sent"))
+                self._start_drain(request)
         else:
             request.body_stream.discard()
         if self.close_after_write:
@@ -890,7 +1006,10 @@ cdef class Connection(EpollHandler):
         cdef OutputBuffer out = server.out
         cdef Py_ssize_t body_len = PyBytes_GET_SIZE(body) if body is not None else 0
         cdef bint head_only = request.head.method is M_HEAD
-        cdef bint close = self.close_after_write or not request.head.keep_alive
+        cdef bint close = (self.close_after_write or not request.head.keep_alive
+                           or self.server.shutting_down
+                           or (not self.message_complete and not request.body_stream.complete
+                               and _unread_body_closes(self, request)))
         out.append_bytes(_status_line(status))
         out.append_bytes(server.date_line)
         if server.server_line is not None:
@@ -938,7 +1057,9 @@ cdef class Connection(EpollHandler):
         cdef HttpServer server = self.server
         cdef OutputBuffer out = server.out
         cdef int status = REJECT_STATUS_C[reason]
-        server.rejections[reason] = server.rejections.get(reason, 0) + 1
+        if reason != R_REQUEST_HEADERS_TIMEOUT and reason != R_REQUEST_BODY_TIMEOUT:
+            server.rejections[reason] = server.rejections.get(reason, 0) + 1
+            self._end(END_REJECTED)
         if self.handler_running:
             # A framing error or limit in the body of a request being handled: the handler's
             # next read raises it; left uncaught, its status is the response (_handler_done).
@@ -962,8 +1083,9 @@ cdef class Connection(EpollHandler):
         if self.closed or self.handler_running:
             return
         self._flush()
-        if not self.closed and (self.held_out is None or self.held_out.size == 0):
-            self.close()
+        if (not self.closed and (self.held_out is None or self.held_out.size == 0)
+                and self.file_fd < 0):
+            self._linger()
 
     cdef void _flush(self):
         """Send this connection's part of the output buffer, and whatever it held back."""
@@ -985,9 +1107,13 @@ cdef class Connection(EpollHandler):
             sent = writev(self.fd, iov, count)
             if sent < 0:
                 if errno != EAGAIN and errno != EINTR:
+                    self._end(END_CLIENT_CLOSED if errno == EPIPE or errno == ECONNRESET
+                              else END_ERROR)
                     self.abort()
                 return
             server.bytes_written += sent
+            if self.write_wait_started:
+                self.write_wait_bytes += sent
             held.consume(sent)
             self._output_progress()
         elif out.length:
@@ -995,6 +1121,8 @@ cdef class Connection(EpollHandler):
             if sent < 0:
                 if errno != EAGAIN and errno != EINTR:
                     out.length = 0
+                    self._end(END_CLIENT_CLOSED if errno == EPIPE or errno == ECONNRESET
+                              else END_ERROR)
                     self.abort()
                     return
                 sent = 0
@@ -1010,14 +1138,20 @@ cdef class Connection(EpollHandler):
             if not (self.events & EPOLLOUT):
                 server.write_pauses += 1
                 self._set_events(self.events | EPOLLOUT)
+            if not self.write_wait_started:
+                # Blocked on the client: the only time the minimum response rate is measured.
+                self.write_wait_started = _monotonic()
         elif self.file_fd >= 0:
             self._send_file()
         else:
             if self.events & EPOLLOUT:
                 self._set_events(self.events & ~EPOLLOUT)
+            if self.write_wait_started:
+                self.write_wait_total += _monotonic() - self.write_wait_started
+                self.write_wait_started = 0.0
             self._output_progress()
             if self.close_after_write and not self.handler_running:
-                self.close()
+                self._linger()
 
     cdef void _set_events(self, uint32_t events):
         if events != self.events and not self.closed:
@@ -1048,10 +1182,172 @@ cdef class Connection(EpollHandler):
             self.close_after_write = True
             self._close_if_done()
 
+    # ---- The request contract (issue #5): deadlines, rates, drains and lingering closes.
+
+    cdef void _end(self, int reason):
+        """Record why this connection ends; the first reason given is the one counted."""
+        if self.end_reason < 0:
+            self.end_reason = reason
+
+    cdef void _update_deadline(self):
+        """Arm the deadline that applies now: none while a handler runs, the keep-alive
+        timeout while idle, the headers timeout from the first byte of a request."""
+        cdef HttpParser parser = self.parser
+        if self.closed or self.lingering or self.handler_running or self.draining:
+            if self.handler_running:
+                self.deadline_kind = DL_NONE
+            return
+        if (parser.state == S_REQUEST_LINE and parser.line_len == 0
+                and (self.held_in is None or self.held_in.size == 0)):
+            if self.deadline_kind != DL_KEEP_ALIVE:
+                self.deadline_kind = DL_KEEP_ALIVE
+                self.deadline = _monotonic() + self.server.keep_alive_timeout
+        elif self.deadline_kind != DL_HEADERS:
+            self.deadline_kind = DL_HEADERS
+            self.deadline = _monotonic() + self.server.request_headers_timeout
+
+    cdef void _check_contract(self, double now):
+        """The heartbeat's look at this connection: enforce whatever deadline has passed."""
+        cdef HttpServer server = self.server
+        cdef double waited
+        if self.closed:
+            return
+        if self.lingering:
+            if now >= self.linger_deadline:
+                self.close()
+            return
+        if self.draining and now >= self.drain_deadline:
+            self.draining = False
+            self._end(END_DRAIN_TIMEOUT)
+            _contract_warning(self, "an unread request body did not finish within the drain "
+                                    "timeout (%gs); closing the connection", server.drain_timeout)
+            self.close_after_write = True
+            self._close_if_done()
+            return
+        if self.deadline_kind != DL_NONE and now >= self.deadline:
+            if self.deadline_kind == DL_KEEP_ALIVE:
+                self._end(END_KEEP_ALIVE_TIMEOUT)
+                self.close()  # idle: no response owed, nothing unread
+            else:
+                self._end(END_HEADERS_TIMEOUT)
+                _contract_warning(self, "the request head did not arrive within %gs; 408 and "
+                                        "close", server.request_headers_timeout)
+                self.deadline_kind = DL_NONE
+                self._reject(R_REQUEST_HEADERS_TIMEOUT)
+            return
+        if (self.handler_running and not self.message_complete
+                and server.min_request_body_rate > 0):
+            waited = self.body_wait_total
+            if self.body_wait_started:
+                waited += now - self.body_wait_started
+            if (waited > server.min_rate_grace and self.current.body_stream.received
+                    < server.min_request_body_rate * waited):
+                self._end(END_BODY_RATE)
+                _contract_warning(self, "the request body arrived at %.0f B/s, under the "
+                                        "minimum of %g B/s; 408 and close",
+                                  self.current.body_stream.received / waited,
+                                  server.min_request_body_rate)
+                self.close_after_write = True
+                self.current.body_stream.fail(HttpParseError(
+                    R_REQUEST_BODY_TIMEOUT, "request body slower than the minimum data rate"))
+                return
+        if (self.write_wait_started or self.write_wait_total) and server.min_response_rate > 0:
+            waited = self.write_wait_total
+            if self.write_wait_started:
+                waited += now - self.write_wait_started
+            if (self.write_wait_started and waited > server.min_rate_grace
+                    and self.write_wait_bytes < server.min_response_rate * waited):
+                self._end(END_RESPONSE_RATE)
+                _contract_warning(self, "the client read the response at %.0f B/s, under the "
+                                        "minimum of %g B/s; connection aborted",
+                                  self.write_wait_bytes / waited, server.min_response_rate)
+                self.abort()
+
+    cdef void _start_drain(self, Request request):
+        """The handler answered without reading all of the body: drain it, or close."""
+        cdef HttpServer server = self.server
+        if self.closed or self.message_complete:
+            return
+        self.drain_route = _route_of(request)
+        if _unread_body_closes(self, request):
+            self._end(END_DRAIN_LIMIT)
+            _contract_warning(self, "the handler left %s unread; closing the connection after "
+                                    "the response", _unread_description(self, request))
+            self.close_after_write = True
+            return
+        if self.close_after_write:
+            return  # closing anyway
+        self.draining = True
+        self.drain_deadline = _monotonic() + server.drain_timeout
+        self.drain_left = server.max_drain_size
+        _log.info("%s: the handler left the request body unread; draining it (up to %d bytes "
+                  "and %gs) to keep the connection", self.drain_route, server.max_drain_size,
+                  server.drain_timeout)
+
+    cdef void _linger(self):
+        """Close after a response without destroying it: send our FIN first, then discard
+        what the client still sends until it closes too, or linger_time passes. Closing with
+        unread input would make the kernel send an RST, which can destroy the response
+        before the client has read it."""
+        if self.closed or self.lingering:
+            return
+        self._end(END_CONNECTION_CLOSE)
+        if self.peer_eof:
+            self.close()
+            return
+        shutdown(self.fd, SHUT_WR)
+        self.lingering = True
+        self.draining = False
+        self.deadline_kind = DL_NONE
+        self.linger_deadline = _monotonic() + self.server.linger_time
+        if self.held_in is not None:
+            self.held_in.clear()
+        self.reading_paused = False
+        self._set_events(EPOLLIN | EPOLLRDHUP)
+        self._discard_input()
+
+    cdef void _discard_input(self):
+        cdef ssize_t n
+        cdef int rounds = 0
+        while rounds < 64:  # a fast sender gets the next epoll round, not the whole loop
+            n = recv(self.fd, self.server.scratch, SCRATCH_SIZE, 0)
+            if n > 0:
+                self.server.bytes_read += n
+                rounds += 1
+                continue
+            if n == 0:
+                self.peer_eof = True
+                self.close()
+            elif errno != EAGAIN and errno != EINTR:
+                self.close()
+            return
+
+    cdef void _body_wait_begin(self):
+        if not self.body_wait_started:
+            self.body_wait_started = _monotonic()
+
+    cdef void _body_wait_end(self):
+        if self.body_wait_started:
+            self.body_wait_total += _monotonic() - self.body_wait_started
+            self.body_wait_started = 0.0
+
+    cdef int _send_continue(self) except -1:
+        if self.continue_sent or self.closed:
+            return 0
+        self.continue_sent = True
+        self.server.out.append(b"HTTP/1.1 100 Continue\r\n\r\n", 25)
+        self._flush()
+        return 0
+
     cdef void close(self):
+        cdef int reason
         if self.closed:
             return
         self.closed = True
+        reason = self.end_reason
+        if reason < 0:
+            reason = END_CLIENT_CLOSED if self.peer_eof else END_ERROR
+        self.server.end_counts[reason] += 1
         self.server.selector.remove_handler(self)
         close(self.fd)
         self._close_file()

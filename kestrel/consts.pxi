@@ -9,6 +9,17 @@ DEFAULT_MAX_REQUEST_BODY_SIZE = 30000000      # Kestrel MaxRequestBodySize (~28.
 DEFAULT_MAX_CHUNK_EXTENSIONS_SIZE = 16384     # Node.js (llhttp) after CVE-2024-22019: 16 KiB per message
 DEFAULT_MAX_REQUEST_BUFFER_SIZE = 1048576     # Kestrel MaxRequestBufferSize: pause reading at 1 MiB
 DEFAULT_MAX_RESPONSE_BUFFER_SIZE = 65536     # Kestrel MaxResponseBufferSize: writers wait above 64 KiB
+DEFAULT_KEEP_ALIVE_TIMEOUT = 130.0           # Kestrel KeepAliveTimeout (130 s)
+DEFAULT_REQUEST_HEADERS_TIMEOUT = 30.0       # Kestrel RequestHeadersTimeout (30 s)
+DEFAULT_MIN_REQUEST_BODY_RATE = 240.0        # Kestrel MinRequestBodyDataRate: 240 B/s ...
+DEFAULT_MIN_RESPONSE_RATE = 240.0            # ... and MinResponseDataRate: 240 B/s ...
+DEFAULT_MIN_RATE_GRACE = 5.0                 # ... both after a 5 s grace period
+DEFAULT_DRAIN_TIMEOUT = 5.0                  # Kestrel drains an unread body for up to 5 s
+DEFAULT_MAX_DRAIN_SIZE = 262144              # Go net/http reads up to 256 KiB of an unread body
+DEFAULT_GRACEFUL_TIMEOUT = 30.0              # .NET HostOptions.ShutdownTimeout (30 s)
+# A lingering close discards what the client still sends for at most this long after the
+# server's FIN (nginx's lingering_timeout is 5 s).
+DEFAULT_LINGER_TIME = 5.0
 
 # Content-Length above 18 decimal digits cannot be a real body and would overflow int64 math.
 cdef enum:
@@ -72,7 +83,30 @@ cdef enum Reject:
     R_MISSING_CHUNK_DATA_TERMINATOR = 23
     R_BODY_TOO_LARGE = 24
     R_INCOMPLETE_MESSAGE = 25
-    R_COUNT = 26
+    R_REQUEST_HEADERS_TIMEOUT = 26
+    R_REQUEST_BODY_TIMEOUT = 27
+    R_COUNT = 28
+
+# ---- Why a connection ended: exactly one per connection (metrics count each once).
+cdef enum End:
+    END_CLIENT_CLOSED = 0      # the client closed or reset it
+    END_CONNECTION_CLOSE = 1   # closed after a response, as the request asked (or HTTP/1.0)
+    END_KEEP_ALIVE_TIMEOUT = 2
+    END_HEADERS_TIMEOUT = 3    # 408: the request head did not arrive in time
+    END_BODY_RATE = 4          # 408: the body came slower than the minimum rate
+    END_RESPONSE_RATE = 5      # aborted: the client read the response slower than the minimum
+    END_DRAIN_TIMEOUT = 6      # an unread body did not finish within the drain timeout
+    END_DRAIN_LIMIT = 7        # an unread body was larger than the drain budget
+    END_REJECTED = 8           # the request was refused (400, 413, 414, 431, 501, 505)
+    END_SHUTDOWN = 9           # the server shut down
+    END_ERROR = 10             # a socket error, or a response that failed part-way
+    END_COUNT = 11
+
+# What a connection's deadline is for.
+cdef enum Deadline:
+    DL_NONE = 0
+    DL_KEEP_ALIVE = 1
+    DL_HEADERS = 2
 
 # ---- Character classes, filled once at import (see _init_tables in parser.pxi).
 cdef unsigned char TOKEN_CHAR[256]     # tchar, RFC 9110 §5.6.2

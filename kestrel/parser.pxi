@@ -67,6 +67,8 @@ class RejectReason(enum.IntEnum):
     MISSING_CHUNK_DATA_TERMINATOR = R_MISSING_CHUNK_DATA_TERMINATOR
     BODY_TOO_LARGE = R_BODY_TOO_LARGE
     INCOMPLETE_MESSAGE = R_INCOMPLETE_MESSAGE
+    REQUEST_HEADERS_TIMEOUT = R_REQUEST_HEADERS_TIMEOUT
+    REQUEST_BODY_TIMEOUT = R_REQUEST_BODY_TIMEOUT
 
 
 cdef int REJECT_STATUS_C[R_COUNT]
@@ -83,6 +85,8 @@ for _reason in RejectReason:
         _status = 501
     elif _reason is RejectReason.BODY_TOO_LARGE:
         _status = 413
+    elif _reason in (RejectReason.REQUEST_HEADERS_TIMEOUT, RejectReason.REQUEST_BODY_TIMEOUT):
+        _status = 408
     else:
         _status = 400
     REJECT_STATUS[_reason] = _status

@@ -396,7 +396,17 @@ cdef class HttpServer:
                   long long max_request_body_size=DEFAULT_MAX_REQUEST_BODY_SIZE,
                   Py_ssize_t max_request_buffer_size=DEFAULT_MAX_REQUEST_BUFFER_SIZE,
                   Py_ssize_t max_response_buffer_size=DEFAULT_MAX_RESPONSE_BUFFER_SIZE,
-                  long long max_parser_body_size=-2, request_class=None):
+                  long long max_parser_body_size=-2, request_class=None,
+                  double keep_alive_timeout=DEFAULT_KEEP_ALIVE_TIMEOUT,
+                  double request_headers_timeout=DEFAULT_REQUEST_HEADERS_TIMEOUT,
+                  double min_request_body_rate=DEFAULT_MIN_REQUEST_BODY_RATE,
+                  double min_response_rate=DEFAULT_MIN_RESPONSE_RATE,
+                  double min_rate_grace=DEFAULT_MIN_RATE_GRACE,
+                  double drain_timeout=DEFAULT_DRAIN_TIMEOUT,
+                  long long max_drain_size=DEFAULT_MAX_DRAIN_SIZE,
+                  Py_ssize_t max_connections=0,
+                  double linger_time=DEFAULT_LINGER_TIME,
+                  heartbeat_interval=None, metrics_path=None, metrics_renderer=None):
         if not isinstance(loop, KestrelEventLoop):
             raise TypeError("HttpServer needs a KestrelEventLoop (kestrel.new_event_loop())")
         self.app = app
@@ -431,6 +441,31 @@ cdef class HttpServer:
             raise TypeError("request_class must be kestrel._core.Request or a subclass")
         self.request_class = request_class
         self.task_class = asyncio.Task
+        self.keep_alive_timeout = keep_alive_timeout
+        self.request_headers_timeout = request_headers_timeout
+        self.min_request_body_rate = min_request_body_rate
+        self.min_response_rate = min_response_rate
+        self.min_rate_grace = min_rate_grace
+        self.drain_timeout = drain_timeout
+        self.max_drain_size = max_drain_size
+        self.max_connections = max_connections
+        self.linger_time = linger_time
+        if heartbeat_interval is None:
+            # One tick a second, as Kestrel's heartbeat; finer when a timeout is shorter, so
+            # that no deadline is overshot by more than a quarter of itself.
+            shortest = min(t for t in (keep_alive_timeout, request_headers_timeout,
+                                       min_rate_grace, drain_timeout, linger_time, 4.0) if t > 0)
+            heartbeat_interval = max(0.01, min(1.0, shortest / 4))
+        self.heartbeat_interval = heartbeat_interval
+        self.shutting_down = False
+        self.at_connection_limit = False
+        cdef int i
+        for i in range(<int>END_COUNT):
+            self.end_counts[i] = 0
+        self.drained_bodies = 0
+        self.connections_rejected = 0
+        self.metrics_target = metrics_path.encode("latin-1") if metrics_path else None
+        self.metrics_renderer = metrics_renderer
         self.heartbeat = None
         self._tick()
 
@@ -445,22 +480,86 @@ cdef class HttpServer:
         self.listeners.append(listener)
 
     def _tick(self):
-        """The heartbeat: once a second, refresh the Date header."""
-        self.date_line = ("date: " + email.utils.formatdate(usegmt=True) + "\r\n").encode()
-        self.heartbeat = self.loop.call_later(1.0, self._tick)
+        """The heartbeat: refresh the Date header, and hold every connection to the request
+        contract (one timer for all of them, as Kestrel's heartbeat; no timer per
+        connection)."""
+        cdef Connection connection
+        cdef double now = _monotonic()
+        date_line = ("date: " + email.utils.formatdate(usegmt=True) + "\r\n").encode()
+        if date_line != self.date_line:
+            self.date_line = date_line
+        for connection in list(self.connections):
+            try:
+                connection._check_contract(now)
+            except BaseException as exc:
+                _log.exception("connection failed", exc_info=exc)
+                connection.abort()
+        self.heartbeat = self.loop.call_later(self.heartbeat_interval, self._tick)
 
-    def close(self):
-        """Stop accepting and close every connection."""
+    async def shutdown(self, double timeout=DEFAULT_GRACEFUL_TIMEOUT):
+        """Graceful shutdown: stop accepting, close idle connections at once, let requests in
+        flight finish (their responses say Connection: close) for up to `timeout` seconds,
+        then close whatever is left."""
+        cdef Connection connection
+        self.shutting_down = True
+        self._close_listeners()
+        for connection in list(self.connections):
+            connection._end(END_SHUTDOWN)
+            connection.close_after_write = True
+            if (not connection.handler_running and connection.file_fd < 0
+                    and (connection.held_out is None or connection.held_out.size == 0)):
+                connection.close()
+        deadline = _monotonic() + timeout
+        while self.connections and _monotonic() < deadline:
+            await asyncio.sleep(min(0.02, max(0.0, deadline - _monotonic())))
+        if self.connections:
+            _log.warning("graceful shutdown: %d connection(s) still busy after %gs; closing "
+                         "them", len(self.connections), timeout)
+        self.close()
+
+    def _close_listeners(self):
         for listener in self.listeners:
             self.selector.remove_handler(listener)
             (<Listener>listener).sock.close()
             # A retry scheduled by pause() must not touch whatever reuses the number.
             (<Listener>listener).fd = -1
         self.listeners.clear()
+
+    def metrics(self):
+        """A snapshot of the server's counters (what --metrics-path serves)."""
+        cdef int i
+        ends = {END_REASONS[i]: self.end_counts[i] for i in range(<int>END_COUNT)}
+        return {
+            "connections_active": len(self.connections),
+            "connections_total": self.connections_total,
+            "connections_rejected": self.connections_rejected,
+            "connection_ends": ends,
+            "requests_total": self.requests_total,
+            "requests_active": sum(1 for c in self.connections
+                                   if (<Connection>c).handler_running),
+            "bytes_read": self.bytes_read,
+            "bytes_written": self.bytes_written,
+            "read_pauses": self.read_pauses,
+            "write_pauses": self.write_pauses,
+            "drained_bodies": self.drained_bodies,
+            "drain_closes": ends["drain_timeout"] + ends["drain_limit"],
+            "headers_timeouts": ends["headers_timeout"],
+            "body_rate_aborts": ends["body_rate"],
+            "response_rate_aborts": ends["response_rate"],
+            "keep_alive_timeouts": ends["keep_alive_timeout"],
+            "rejections": {RejectReason(k).name: v for k, v in self.rejections.items()},
+            "pool_blocks_in_use": self.pool.blocks_in_use,
+            "pool_blocks_free": self.pool.blocks_free,
+        }
+
+    def close(self):
+        """Stop accepting and close every connection."""
+        self._close_listeners()
         for connection in list(self.connections):
             task = (<Connection>connection).task
             if task is not None:
                 task.cancel()
+            (<Connection>connection)._end(END_SHUTDOWN)
             (<Connection>connection).close()
         if self.heartbeat is not None:
             self.heartbeat.cancel()
@@ -493,7 +592,20 @@ cdef class HttpServer:
         self.selector.add_handler(connection, EPOLLIN | EPOLLRDHUP)
         self.connections.add(connection)
         self.connections_total += 1
+        if self.max_connections:
+            self._check_accepting()
         return connection
+
+    cdef void _check_accepting(self):
+        """--max-connections: at the limit, stop accepting (new connections wait in the
+        listen backlog, where the kernel refuses them once it is full); resume below it."""
+        cdef bint at_limit = len(self.connections) >= self.max_connections
+        if at_limit == self.at_connection_limit:
+            return
+        self.at_connection_limit = at_limit
+        for listener in self.listeners:
+            if not (<Listener>listener).paused:
+                self.selector.modify_handler(<Listener>listener, 0 if at_limit else EPOLLIN)
 
     def adopt(self, sock, peer=None):
         """Serve one already connected stream socket (a socketpair end, for the TestClient).
@@ -514,6 +626,11 @@ cdef class HttpServer:
 
     cdef void _connection_closed(self, Connection connection) noexcept:
         self.connections.discard(connection)
+        if self.max_connections:
+            try:
+                self._check_accepting()
+            except BaseException:
+                pass
 
     cdef object _start_handler(self, coro):
         """Run a handler's first step. None if it finished there (its result is in

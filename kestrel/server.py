@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import signal
 import socket
 import threading
@@ -21,6 +22,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from kestrel._core import HttpServer, KestrelEventLoop, Request
+from kestrel.config import Limits
+from kestrel.metrics import render_prometheus
 from kestrel.watchdog import DEFAULT_THRESHOLD, Watchdog
 
 # A bare handler the engine calls directly (kestrel._core.Request or a subclass).
@@ -56,21 +59,33 @@ class Server:
         host: str = "127.0.0.1",
         port: int = 8000,
         *,
+        limits: Limits | None = None,
         access_log: bool = False,
         server_header: str | None = "kestrel",
-        backlog: int = DEFAULT_BACKLOG,
-        max_request_body_size: int = 30_000_000,
         blocking_threshold: float | None = DEFAULT_THRESHOLD,
+        metrics_path: str | None = None,
+        heartbeat_interval: float | None = None,
+        **limit_overrides: Any,
     ) -> None:
+        """`limits` (kestrel.Limits) sets the request contract; any of its fields may also be
+        given directly, e.g. ``Server(app, keep_alive_timeout=5)``."""
+        unknown = set(limit_overrides) - {f.name for f in dataclasses.fields(Limits)}
+        if unknown:
+            raise TypeError(f"unknown Server option(s): {', '.join(sorted(unknown))}")
+        self.limits = dataclasses.replace(limits or Limits(), **limit_overrides)
+        if metrics_path is not None and not metrics_path.startswith("/"):
+            raise ValueError(f"metrics_path must start with '/', not {metrics_path!r}")
+        self.metrics_path = metrics_path
+        self.heartbeat_interval = heartbeat_interval
         self.app = app
-        self.max_request_body_size = max_request_body_size
+        self.max_request_body_size = self.limits.max_request_body_size
         self.blocking_threshold = blocking_threshold
         self.watchdog: Watchdog | None = None
         self.host = host
         self.port = port
         self.access_log = access_log
         self.server_header = server_header
-        self.backlog = backlog
+        self.backlog = self.limits.backlog
         self.started = threading.Event()
         self._engine: HttpServer | None = None
         self._stop: asyncio.Event | None = None
@@ -122,9 +137,12 @@ class Server:
                 loop=loop,
                 access_log=self.access_log,
                 server_header=self.server_header,
-                max_request_body_size=self.max_request_body_size,
                 max_parser_body_size=parser_limit,
                 request_class=request_class,
+                heartbeat_interval=self.heartbeat_interval,
+                metrics_path=self.metrics_path,
+                metrics_renderer=self._render_metrics,
+                **self.limits.engine_options(),
             )
             self._engine = engine
             if sock is not None:
@@ -139,6 +157,8 @@ class Server:
             self.started.set()
             try:
                 await self._stop.wait()
+                # Stop accepting, close idle connections, let requests in flight finish.
+                await engine.shutdown(self.limits.graceful_timeout)
             finally:
                 if self.watchdog is not None:
                     self.watchdog.stop()
@@ -168,6 +188,14 @@ class Server:
 
         loop.call_soon_threadsafe(adopt)
         done.result(timeout=10)
+
+    def metrics(self) -> dict[str, Any]:
+        """A snapshot of the server's counters (connections, requests, bytes, pauses, drains,
+        timeouts and aborts, rejections by reason, buffer-pool blocks)."""
+        return self._engine.metrics() if self._engine is not None else {}
+
+    def _render_metrics(self) -> bytes:
+        return render_prometheus(self.metrics())
 
     def stats(self) -> dict[str, Any]:
         return self._engine.stats() if self._engine is not None else {}
