@@ -681,6 +681,7 @@ cdef class Connection(EpollHandler):
         if not self.closed and not self.handler_running:
             self._input_consumed()
             self._input_idle()
+        self._update_deadline()
 
     # ---- Files, sent with sendfile(2) straight from the page cache.
 
@@ -1280,6 +1281,7 @@ cdef class Connection(EpollHandler):
         self.draining = True
         self.drain_deadline = _monotonic() + server.drain_timeout
         self.drain_left = server.max_drain_size
+        self._input_consumed()  # reading may have paused on the body the handler left
         _log.info("%s: the handler left the request body unread; draining it (up to %d bytes "
                   "and %gs) to keep the connection", self.drain_route, server.max_drain_size,
                   server.drain_timeout)

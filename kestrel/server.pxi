@@ -510,9 +510,11 @@ cdef class HttpServer:
                     and (connection.held_out is None or connection.held_out.size == 0)):
                 connection.close()
         deadline = _monotonic() + timeout
-        while self.connections and _monotonic() < deadline:
+        # A lingering connection has delivered its response: only requests in flight count.
+        while (any(not (<Connection>c).lingering for c in self.connections)
+               and _monotonic() < deadline):
             await asyncio.sleep(min(0.02, max(0.0, deadline - _monotonic())))
-        if self.connections:
+        if any(not (<Connection>c).lingering for c in self.connections):
             _log.warning("graceful shutdown: %d connection(s) still busy after %gs; closing "
                          "them", len(self.connections), timeout)
         self.close()
