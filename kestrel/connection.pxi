@@ -935,6 +935,13 @@ cdef class Connection(EpollHandler):
             self.close_after_write = True
             self._write_response(request, status, None, REASON_PHRASES.get(status, b""),
                                  b"text/plain; charset=utf-8")
+        elif isinstance(exc, ClientDisconnect):
+            # The client ended its side inside the body (a half-close: it may still read).
+            # Its request is incomplete, which is the client's error (RFC 9112 §8), not a
+            # crash: 400, and the connection closes.
+            self.close_after_write = True
+            self._write_response(request, 400, None, b"Bad Request: incomplete request body",
+                                 b"text/plain; charset=utf-8")
         elif isinstance(exc, BadRequest):
             # Request.path found the target undecodable: the client's error, not a crash.
             self._write_response(request, 400, None, str(exc).encode(),
@@ -1008,7 +1015,7 @@ cdef class Connection(EpollHandler):
         cdef Py_ssize_t body_len = PyBytes_GET_SIZE(body) if body is not None else 0
         cdef bint head_only = request.head.method is M_HEAD
         cdef bint close = (self.close_after_write or not request.head.keep_alive
-                           or self.server.shutting_down
+                           or request.head.upgrade or self.server.shutting_down
                            or (not self.message_complete and not request.body_stream.complete
                                and _unread_body_closes(self, request)))
         out.append_bytes(_status_line(status))
@@ -1180,6 +1187,7 @@ cdef class Connection(EpollHandler):
             # What is still held can only be an incomplete request: it will never finish.
             if self.held_in is not None:
                 self.held_in.clear()
+            self._end(END_CLIENT_CLOSED)
             self.close_after_write = True
             self._close_if_done()
 
@@ -1267,8 +1275,8 @@ cdef class Connection(EpollHandler):
     cdef void _start_drain(self, Request request):
         """The handler answered without reading all of the body: drain it, or close."""
         cdef HttpServer server = self.server
-        if self.closed or self.message_complete:
-            return
+        if self.closed or self.message_complete or self.close_after_write:
+            return  # closing anyway (a 408, a rejection, Connection: close): no drain
         self.drain_route = _route_of(request)
         if _unread_body_closes(self, request):
             self._end(END_DRAIN_LIMIT)
@@ -1276,8 +1284,6 @@ cdef class Connection(EpollHandler):
                                     "the response", _unread_description(self, request))
             self.close_after_write = True
             return
-        if self.close_after_write:
-            return  # closing anyway
         self.draining = True
         self.drain_deadline = _monotonic() + server.drain_timeout
         self.drain_left = server.max_drain_size
