@@ -317,6 +317,7 @@ cdef class Connection(EpollHandler):
     cdef double write_wait_total
     cdef long long write_wait_bytes   # bytes the client took while output was blocked
     cdef bint continue_sent           # "100 Continue" already sent for this request
+    cdef int last_unsent              # the kernel's unsent bytes at the last idle deadline
     cdef object drain_route           # names the request whose body is being drained
     cdef object peer_address(self)
     cdef void _on_readable(self)

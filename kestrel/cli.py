@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         extra = " (0: off)" if spec.metadata["zero_disables"] else ""
         limits.add_argument(
             "--" + spec.name.replace("_", "-"),
-            type=_number(float if is_time_or_rate else int, spec.name),
+            type=_number(float if is_time_or_rate else int),
             default=default,
             metavar=unit,
             help=f"{spec.metadata['help']}{extra} (default {default:g})",
@@ -86,33 +86,37 @@ def build_parser() -> argparse.ArgumentParser:
     return cli
 
 
-def _number(kind: type, name: str) -> Any:
-    """An argparse type for a limit: a clear message for anything that is not one."""
-    flag = "--" + name.replace("_", "-")
+def _number(kind: type) -> Any:
+    """An argparse type for a limit: a clear message for anything that is not one (argparse
+    puts the flag in front of it)."""
 
     def parse(text: str) -> Any:
+        noun = "a number" if kind is float else "a whole number"
         try:
             value = kind(text)
         except ValueError:
-            noun = "a number" if kind is float else "a whole number"
-            raise argparse.ArgumentTypeError(f"{flag} needs {noun}, not {text!r}") from None
-        if value < 0 or value != value:
-            raise argparse.ArgumentTypeError(f"{flag} must be 0 or more, not {text}")
+            raise argparse.ArgumentTypeError(f"expected {noun}, not {text!r}") from None
+        if value != value:  # NaN
+            raise argparse.ArgumentTypeError(f"expected {noun}, not {text!r}")
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
         return value
 
     return parse
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    cli = build_parser()
+    args = cli.parse_args(argv)
+    # A bad value is a usage error like any argparse refuses: one line, exit status 2.
     if not 0 <= args.port <= 65535:
-        raise SystemExit(f"kestrel: --port must be 0-65535, not {args.port}")
+        cli.error(f"--port must be 0-65535, not {args.port}")
     try:
         limits = Limits(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Limits)})
     except (TypeError, ValueError) as exc:
-        raise SystemExit(f"kestrel: --{str(exc).replace('_', '-')}") from None
+        cli.error(f"--{str(exc).replace('_', '-')}")
     if args.metrics_path is not None and not args.metrics_path.startswith("/"):
-        raise SystemExit(f"kestrel: --metrics-path must start with '/', not {args.metrics_path!r}")
+        cli.error(f"--metrics-path must start with '/', not {args.metrics_path!r}")
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -76,14 +76,19 @@ cdef bint _unread_body_closes(Connection connection, Request request):
         # The client waits for a 100 that never came: it may send the body or not, so
         # nobody could tell where the next request would start.
         return True
+    # From the request, not the parser: a handler that answers in its first step does so
+    # before the parser has started on the body.
     return (request.head.content_length >= 0
-            and connection.parser.body_remaining > server.max_drain_size)
+            and request.head.content_length - request.body_stream.received
+            > server.max_drain_size)
 
 
 cdef str _unread_description(Connection connection, Request request):
     if request.head.expect_continue and not connection.continue_sent:
         return "a body it never asked for (Expect: 100-continue)"
-    return f"{connection.parser.body_remaining} bytes of the body"
+    if request.head.content_length >= 0:
+        return f"{request.head.content_length - request.body_stream.received} bytes of the body"
+    return "the rest of a chunked body"
 
 
 cdef str _decode_path(bytes raw):
@@ -681,6 +686,7 @@ cdef class Connection(EpollHandler):
         if not self.closed and not self.handler_running:
             self._input_consumed()
             self._input_idle()
+        self._update_deadline()
 
     # ---- Files, sent with sendfile(2) straight from the page cache.
 
@@ -934,6 +940,13 @@ cdef class Connection(EpollHandler):
             self.close_after_write = True
             self._write_response(request, status, None, REASON_PHRASES.get(status, b""),
                                  b"text/plain; charset=utf-8")
+        elif isinstance(exc, ClientDisconnect):
+            # The client ended its side inside the body (a half-close: it may still read).
+            # Its request is incomplete, which is the client's error (RFC 9112 §8), not a
+            # crash: 400, and the connection closes.
+            self.close_after_write = True
+            self._write_response(request, 400, None, b"Bad Request: incomplete request body",
+                                 b"text/plain; charset=utf-8")
         elif isinstance(exc, BadRequest):
             # Request.path found the target undecodable: the client's error, not a crash.
             self._write_response(request, 400, None, str(exc).encode(),
@@ -1007,7 +1020,7 @@ cdef class Connection(EpollHandler):
         cdef Py_ssize_t body_len = PyBytes_GET_SIZE(body) if body is not None else 0
         cdef bint head_only = request.head.method is M_HEAD
         cdef bint close = (self.close_after_write or not request.head.keep_alive
-                           or self.server.shutting_down
+                           or request.head.upgrade or self.server.shutting_down
                            or (not self.message_complete and not request.body_stream.complete
                                and _unread_body_closes(self, request)))
         out.append_bytes(_status_line(status))
@@ -1059,6 +1072,8 @@ cdef class Connection(EpollHandler):
         cdef int status = REJECT_STATUS_C[reason]
         if reason != R_REQUEST_HEADERS_TIMEOUT and reason != R_REQUEST_BODY_TIMEOUT:
             server.rejections[reason] = server.rejections.get(reason, 0) + 1
+            if self.end_reason < 0:
+                server.connections_rejected += 1
             self._end(END_REJECTED)
         if self.handler_running:
             # A framing error or limit in the body of a request being handled: the handler's
@@ -1152,6 +1167,8 @@ cdef class Connection(EpollHandler):
             self._output_progress()
             if self.close_after_write and not self.handler_running:
                 self._linger()
+            elif self.deadline_kind == DL_NONE and not self.handler_running:
+                self._update_deadline()  # the response is out: the connection is idle now
 
     cdef void _set_events(self, uint32_t events):
         if events != self.events and not self.closed:
@@ -1179,6 +1196,7 @@ cdef class Connection(EpollHandler):
             # What is still held can only be an incomplete request: it will never finish.
             if self.held_in is not None:
                 self.held_in.clear()
+            self._end(END_CLIENT_CLOSED)
             self.close_after_write = True
             self._close_if_done()
 
@@ -1193,14 +1211,19 @@ cdef class Connection(EpollHandler):
         """Arm the deadline that applies now: none while a handler runs, the keep-alive
         timeout while idle, the headers timeout from the first byte of a request."""
         cdef HttpParser parser = self.parser
-        if self.closed or self.lingering or self.handler_running or self.draining:
-            if self.handler_running:
-                self.deadline_kind = DL_NONE
+        if self.closed or self.lingering or self.draining:
+            return
+        if (self.handler_running or self.file_fd >= 0
+                or (self.held_out is not None and self.held_out.size)):
+            # Busy: a handler runs, or a response is still going out (the response rate
+            # watches that); the idle clock starts when the connection is really idle.
+            self.deadline_kind = DL_NONE
             return
         if (parser.state == S_REQUEST_LINE and parser.line_len == 0
                 and (self.held_in is None or self.held_in.size == 0)):
             if self.deadline_kind != DL_KEEP_ALIVE:
                 self.deadline_kind = DL_KEEP_ALIVE
+                self.last_unsent = 0
                 self.deadline = _monotonic() + self.server.keep_alive_timeout
         elif self.deadline_kind != DL_HEADERS:
             self.deadline_kind = DL_HEADERS
@@ -1210,6 +1233,7 @@ cdef class Connection(EpollHandler):
         """The heartbeat's look at this connection: enforce whatever deadline has passed."""
         cdef HttpServer server = self.server
         cdef double waited
+        cdef int unsent
         if self.closed:
             return
         if self.lingering:
@@ -1226,6 +1250,15 @@ cdef class Connection(EpollHandler):
             return
         if self.deadline_kind != DL_NONE and now >= self.deadline:
             if self.deadline_kind == DL_KEEP_ALIVE:
+                unsent = 0
+                if ioctl(self.fd, SIOCOUTQ, &unsent) == 0 and 0 < unsent and (
+                        self.last_unsent == 0 or unsent < self.last_unsent):
+                    # The last response is still on its way out of the kernel and the client
+                    # is taking it: not idle yet. (A client that stops reading is closed at
+                    # the next deadline.)
+                    self.last_unsent = unsent
+                    self.deadline = now + server.keep_alive_timeout
+                    return
                 self._end(END_KEEP_ALIVE_TIMEOUT)
                 self.close()  # idle: no response owed, nothing unread
             else:
@@ -1270,16 +1303,19 @@ cdef class Connection(EpollHandler):
             return
         self.drain_route = _route_of(request)
         if _unread_body_closes(self, request):
-            self._end(END_DRAIN_LIMIT)
-            _contract_warning(self, "the handler left %s unread; closing the connection after "
-                                    "the response", _unread_description(self, request))
+            # (Its response already said Connection: close: _write_response asked the same.)
+            if self.end_reason < 0:  # not closing for another reason already (408, ...)
+                self._end(END_DRAIN_LIMIT)
+                _contract_warning(self, "the handler left %s unread; closing the connection "
+                                        "after the response", _unread_description(self, request))
             self.close_after_write = True
             return
         if self.close_after_write:
-            return  # closing anyway
+            return  # closing anyway (a 408, a rejection, Connection: close): no drain
         self.draining = True
         self.drain_deadline = _monotonic() + server.drain_timeout
         self.drain_left = server.max_drain_size
+        self._input_consumed()  # reading may have paused on the body the handler left
         _log.info("%s: the handler left the request body unread; draining it (up to %d bytes "
                   "and %gs) to keep the connection", self.drain_route, server.max_drain_size,
                   server.drain_timeout)
@@ -1291,10 +1327,11 @@ cdef class Connection(EpollHandler):
         before the client has read it."""
         if self.closed or self.lingering:
             return
-        self._end(END_CONNECTION_CLOSE)
         if self.peer_eof:
+            self._end(END_CLIENT_CLOSED)
             self.close()
             return
+        self._end(END_CONNECTION_CLOSE)
         shutdown(self.fd, SHUT_WR)
         self.lingering = True
         self.draining = False

@@ -276,15 +276,30 @@ cdef object _task_init = asyncio.Task.__init__
 cdef object _task_loop = asyncio.Task._loop.__get__
 
 
+cdef class _FirstStep:
+    """The coroutine and context of the first step running now (at most one at a time)."""
+    cdef object coro
+    cdef object context
+
+
+cdef _FirstStep _first_step = _FirstStep()
+
+
 class RequestTask(asyncio.Task):
     """The Task a request handler runs as (see above: initialized only if it suspends)."""
 
+    # Set when the task is initialized. Before that, only one first step runs at a time in
+    # the process, so its coroutine and context are in _first_step (no per-request setattr).
     __slots__ = ("kestrel_coro", "kestrel_context", "kestrel_cancel")
 
     def get_coro(self):
+        if _task_loop(self) is None:
+            return _first_step.coro
         return self.kestrel_coro  # the handler's coroutine, not the continuation around it
 
     def get_context(self):
+        if _task_loop(self) is None:
+            return _first_step.context
         return self.kestrel_context
 
     def get_name(self):
@@ -307,7 +322,7 @@ class RequestTask(asyncio.Task):
 
     def __repr__(self):
         if _task_loop(self) is None:
-            return f"<RequestTask {TASK_NAME} running its first step coro={self.kestrel_coro!r}>"
+            return f"<RequestTask {TASK_NAME} running its first step coro={_first_step.coro!r}>"
         return asyncio.Task.__repr__(self)
 
 
@@ -510,9 +525,11 @@ cdef class HttpServer:
                     and (connection.held_out is None or connection.held_out.size == 0)):
                 connection.close()
         deadline = _monotonic() + timeout
-        while self.connections and _monotonic() < deadline:
+        # A lingering connection has delivered its response: only requests in flight count.
+        while (any(not (<Connection>c).lingering for c in self.connections)
+               and _monotonic() < deadline):
             await asyncio.sleep(min(0.02, max(0.0, deadline - _monotonic())))
-        if self.connections:
+        if any(not (<Connection>c).lingering for c in self.connections):
             _log.warning("graceful shutdown: %d connection(s) still busy after %gs; closing "
                          "them", len(self.connections), timeout)
         self.close()
@@ -641,9 +658,11 @@ cdef class HttpServer:
             return self._start_task(coro)
         loop = self.loop
         task = _type_new(RequestTask, _EMPTY_TUPLE)
-        task.kestrel_coro = coro
         context = PyContext_CopyCurrent()
-        task.kestrel_context = context
+        step = _first_step
+        outer_coro, outer_context = step.coro, step.context  # a first step inside one: rare
+        step.coro = coro
+        step.context = context
         PyContext_Enter(context)
         try:
             try:
@@ -658,12 +677,16 @@ cdef class HttpServer:
                 _leave_task(loop, task)
         finally:
             PyContext_Exit(context)
+            step.coro = outer_coro
+            step.context = outer_context
         value = <object>sent
         Py_DECREF(value)
         if how == 0:
             self.step_result = value
             return None
         # Suspended on `value`: the Task takes it from here, in the same context.
+        task.kestrel_coro = coro
+        task.kestrel_context = context
         _task_init(task, _Continuation(coro, value), loop=loop, context=context,
                    name=TASK_NAME)
         cancel = getattr(task, "kestrel_cancel", None)  # a slot set only by cancel()

@@ -76,6 +76,9 @@ class Server:
         if metrics_path is not None and not metrics_path.startswith("/"):
             raise ValueError(f"metrics_path must start with '/', not {metrics_path!r}")
         self.metrics_path = metrics_path
+        if heartbeat_interval is not None and not heartbeat_interval > 0:
+            # 0 or less would run the heartbeat on every turn of the loop (NaN: never).
+            raise ValueError(f"heartbeat_interval must be more than 0, not {heartbeat_interval!r}")
         self.heartbeat_interval = heartbeat_interval
         self.app = app
         self.max_request_body_size = self.limits.max_request_body_size

@@ -226,7 +226,8 @@ def agrees(llhttp: Decision, kestrel: Decision) -> bool:
 LLHTTP_EXCEPTIONS = {
     # Methods / HTTP protocol and ANNOUNCE method
     "invalid.md:66": "a method is any token (RFC 9110 §9.1); llhttp only knows its own table "
-    "and rejects ANNOUNCE over HTTP. kestrel parses it and the server answers 501.",
+    "and rejects ANNOUNCE over HTTP. kestrel parses it and hands it to the app (an App answers "
+    "405 with Allow when other methods exist for the path, 404 otherwise).",
     # Invalid requests / Invalid method
     "invalid.md:356": "a method is any token (RFC 9110 §9.1; docs/parser.md 'Request line'); "
     "llhttp rejects MKCOLA because it is not in its method table.",

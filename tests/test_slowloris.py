@@ -1,0 +1,289 @@
+"""Slowloris: 500 connections dripping a request head cannot starve the server.
+
+A slowloris client opens connections and sends a request head a byte at a time, never
+finishing it, to hold the server's connection slots. kestrel's answer is the headers timeout
+(ASP.NET Core Kestrel's RequestHeadersTimeout): from a request's first byte, its head must be
+complete within request_headers_timeout, else 408 and close, counted in the metrics.
+
+The server runs as `python -m kestrel` pinned to core 0, wrk (the load generator) to core 1.
+wrk measures the server's throughput alone, then again while 500 slowloris connections are
+kept open: each one cut by the server is replaced at once, as an attacker would, so the
+second measurement runs under the full load all along. Then:
+
+(a) wrk keeps at least 90% of its throughput (best of two runs each, to reduce noise);
+(b) every slowloris connection was cut (408 or EOF) within request_headers_timeout + 2 s of
+    its first byte, and not before the timeout;
+(c) the server's /metrics counts at least 500 headers timeouts.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import re
+import resource
+import selectors
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+HEADERS_TIMEOUT = 2.0
+SLOWLORIS = 500
+DRIP_INTERVAL = 0.5  # one more header byte per connection this often
+CUT_SLACK = 2.0  # (b): cut within HEADERS_TIMEOUT + CUT_SLACK of the first byte
+WRK_SECONDS = 3
+WRK_CONNECTIONS = 32
+RUNS = 2
+MIN_RATIO = 0.9
+
+APP = """
+async def app(request):
+    return b"hello"
+"""
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("wrk") is None or shutil.which("taskset") is None,
+        reason="needs wrk and taskset",
+    ),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def descriptor_limit(wanted: int) -> tuple[int, int]:
+    """(soft, hard) RLIMIT_NOFILE with the soft limit raised towards `wanted`."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    return max(soft, ceiling), hard
+
+
+@contextlib.contextmanager
+def kestrel_server(tmp_path: Path) -> Iterator[int]:
+    """`python -m kestrel` on core 0, with room for the slowloris connections."""
+    (tmp_path / "slowloris_app.py").write_text(APP)
+    port = free_port()
+    soft, hard = descriptor_limit(8192)
+    hard_text = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
+    log = (tmp_path / "server.log").open("wb")
+    command = [
+        *("prlimit", f"--nofile={soft}:{hard_text}", "--"),
+        *("taskset", "-c", "0"),
+        *(sys.executable, "-m", "kestrel", "slowloris_app:app", "--port", str(port)),
+        *("--request-headers-timeout", str(HEADERS_TIMEOUT), "--metrics-path", "/metrics"),
+        *("--no-access-log", "--log-level", "warning"),
+    ]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=log, env=env)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            assert process.poll() is None, (tmp_path / "server.log").read_text()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, "the server did not start in 10 s"
+                time.sleep(0.05)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def wrk(port: int) -> float:
+    """Requests per second wrk gets from the server, from core 1."""
+    result = subprocess.run(
+        [
+            *("taskset", "-c", "1", "wrk", "-t", "1", "-c", str(WRK_CONNECTIONS)),
+            *("-d", f"{WRK_SECONDS}s", f"http://127.0.0.1:{port}/"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=WRK_SECONDS + 10,
+        check=True,
+    )
+    assert "Non-2xx" not in result.stdout, result.stdout
+    assert "Socket errors" not in result.stdout, result.stdout
+    match = re.search(r"Requests/sec:\s*([0-9.]+)", result.stdout)
+    assert match is not None, result.stdout
+    return float(match.group(1))
+
+
+def metric(port: int, name: str) -> float:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    match = re.search(rb"^" + name.encode() + rb" ([0-9.e+]+)$", data, re.MULTILINE)
+    assert match is not None, data
+    return float(match.group(1))
+
+
+# ---- The attacker.
+
+HEAD = b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: "
+
+
+@dataclass
+class Drip:
+    sock: socket.socket
+    first_byte: float
+    next_send: float
+    cut: float | None = None
+    how: str = ""  # "408", "eof" or the error that told us
+
+
+@dataclass
+class Slowloris:
+    """Keeps `count` connections dripping a request head, replacing each one the server cuts
+    while `sustain` is set. Runs in a thread; one selector for all of them."""
+
+    port: int
+    count: int
+    sustain: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+    drips: list[Drip] = field(default_factory=list)
+    error: BaseException | None = None
+
+    def __post_init__(self) -> None:
+        self.selector = selectors.DefaultSelector()
+        self.queue: collections.deque[Drip] = collections.deque()
+        self.open = 0
+
+    def _connect(self) -> None:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        sock.setblocking(False)
+        now = time.monotonic()
+        sock.send(HEAD)  # a fresh socket's buffer takes it whole
+        drip = Drip(sock, now, now + DRIP_INTERVAL)
+        self.drips.append(drip)
+        self.queue.append(drip)
+        self.selector.register(sock, selectors.EVENT_READ, drip)
+        self.open += 1
+
+    def _cut(self, drip: Drip, how: str) -> None:
+        drip.cut = time.monotonic()
+        drip.how = how
+        if self.sustain.is_set():
+            self._connect()  # first, so that `open` never dips under `count`
+        self.selector.unregister(drip.sock)
+        drip.sock.close()
+        self.open -= 1
+
+    def run(self) -> None:
+        try:
+            for _ in range(self.count):
+                self._connect()
+            while self.open and not self.stop.is_set():
+                wait = self.queue[0].next_send - time.monotonic() if self.queue else 0.05
+                for key, _ in self.selector.select(min(max(wait, 0.0), 0.05)):
+                    drip = key.data
+                    try:
+                        data = drip.sock.recv(4096)
+                    except OSError as exc:
+                        self._cut(drip, type(exc).__name__)
+                        continue
+                    self._cut(drip, "408" if data.startswith(b"HTTP/1.1 408 ") else "eof")
+                now = time.monotonic()
+                while self.queue and self.queue[0].next_send <= now:
+                    drip = self.queue.popleft()
+                    if drip.cut is not None:
+                        continue
+                    try:
+                        drip.sock.send(b"a")
+                    except OSError as exc:
+                        self._cut(drip, type(exc).__name__)
+                        continue
+                    drip.next_send += DRIP_INTERVAL
+                    self.queue.append(drip)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            for drip in self.drips:
+                if drip.cut is None:
+                    drip.sock.close()
+            self.selector.close()
+
+
+def test_slowloris_is_cut_while_wrk_keeps_its_throughput(tmp_path: Path) -> None:
+    started = time.monotonic()
+    own_limit = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, descriptor_limit(4 * SLOWLORIS))
+    try:
+        with kestrel_server(tmp_path) as port:
+            wrk(port)  # warm-up: connections, caches, the CPU's clock
+            baseline = [wrk(port) for _ in range(RUNS)]
+
+            attacker = Slowloris(port, SLOWLORIS)
+            attacker.sustain.set()
+            thread = threading.Thread(target=attacker.run, name="slowloris", daemon=True)
+            thread.start()
+            try:
+                # Let the first connections reach the server and start dripping.
+                time.sleep(DRIP_INTERVAL)
+                under_attack, strength = [], []
+                for _ in range(RUNS):
+                    strength.append(attacker.open)
+                    under_attack.append(wrk(port))
+                    strength.append(attacker.open)
+                # No more replacements: the server cuts what is left within the timeout.
+                attacker.sustain.clear()
+                thread.join(timeout=HEADERS_TIMEOUT + CUT_SLACK + 2)
+            finally:
+                attacker.stop.set()
+                thread.join(timeout=5)
+            assert attacker.error is None, attacker.error
+            # The server counts a timeout when it closes the connection, after our close.
+            deadline = time.monotonic() + 2
+            while (timeouts := metric(port, "kestrel_headers_timeouts_total")) < len(
+                attacker.drips
+            ) and time.monotonic() < deadline:
+                time.sleep(0.1)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, own_limit)
+
+    lifetimes = [drip.cut - drip.first_byte for drip in attacker.drips if drip.cut is not None]
+    hows = collections.Counter(drip.how for drip in attacker.drips)
+    best, best_attacked = max(baseline), max(under_attack)
+    print(
+        f"\nwrk req/s alone {[round(r) for r in baseline]}, with {SLOWLORIS} slowloris "
+        f"{[round(r) for r in under_attack]}: {best_attacked / best:.1%} of {best:.0f}; "
+        f"{len(attacker.drips)} slowloris connections, cut by {dict(hows)} after "
+        f"{min(lifetimes, default=0):.2f}-{max(lifetimes, default=0):.2f} s; "
+        f"headers_timeouts {timeouts:.0f}; "
+        f"{time.monotonic() - started:.1f} s in all"
+    )
+    # (a) the server's throughput holds, under the full attack all along.
+    assert min(strength) >= SLOWLORIS, strength
+    assert best_attacked >= MIN_RATIO * best, (baseline, under_attack)
+    # (b) every slowloris connection was cut, at the headers timeout.
+    assert len(lifetimes) == len(attacker.drips), f"{hows}: some were never cut"
+    assert min(lifetimes) >= HEADERS_TIMEOUT - 0.05, "cut before the headers timeout"
+    assert max(lifetimes) <= HEADERS_TIMEOUT + CUT_SLACK, "cut too late"
+    # (c) and counted.
+    assert timeouts >= SLOWLORIS
+    assert timeouts >= len(attacker.drips)
