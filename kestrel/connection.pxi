@@ -168,7 +168,11 @@ cdef class Listener(EpollHandler):
             if fd < 0:
                 if errno == EINTR or errno == ECONNABORTED or errno == EPROTO:
                     continue
-                if errno != EAGAIN:
+                if errno == EAGAIN:
+                    # The backlog is drained: a shortage of descriptors, if there was one, is
+                    # over (freeing them one by one mid-episode does not end it).
+                    self.short_of_descriptors = False
+                else:
                     # Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): the
                     # connection stays in the backlog. The listener would stay readable and
                     # spin the loop, so stop watching it for a moment and try again then.
@@ -178,7 +182,6 @@ cdef class Listener(EpollHandler):
                         self.server._log_accept_error(errno)
                     self.pause()
                 return
-            self.short_of_descriptors = False
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
             try:
                 self.server._open_connection(fd)
