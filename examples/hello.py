@@ -1,10 +1,10 @@
 """The demo app: `kestrel examples.hello:app --port 8000`.
 
-    curl localhost:8000/                      Hello, World!
-    curl 'localhost:8000/users/7?q=hi'        {"id":7,"q":"hi"}
-    curl -d hi localhost:8000/                echoes the body (201)
-    curl localhost:8000/slow                  a handler that awaits
-    curl -i -X DELETE localhost:8000/         405, with Allow
+curl localhost:8000/                      Hello, World!
+curl 'localhost:8000/users/7?q=hi'        {"id":7,"q":"hi"}
+curl -d hi localhost:8000/                echoes the body (201)
+curl localhost:8000/slow                  a handler that awaits
+curl -i -X DELETE localhost:8000/         405, with Allow
 """
 
 import asyncio

@@ -1319,9 +1319,9 @@ cdef class Connection(EpollHandler):
         self.drain_deadline = _monotonic() + server.drain_timeout
         self.drain_left = server.max_drain_size
         self._input_consumed()  # reading may have paused on the body the handler left
-        _log.info("%s: the handler left the request body unread; draining it (up to %d bytes "
-                  "and %gs) to keep the connection", self.drain_route, server.max_drain_size,
-                  server.drain_timeout)
+        _contract_warning(self, "the handler left the request body unread; draining it (up to "
+                                "%d bytes and %gs) to keep the connection",
+                          server.max_drain_size, server.drain_timeout)
 
     cdef void _linger(self):
         """Close after a response without destroying it: send our FIN first, then discard
