@@ -12,8 +12,8 @@ Routes (the same in every flavour):
   allocates nothing per chunk and any RSS growth is the server's output buffering. The probe's
   clients read the response head and then stop reading.
 
-``app`` is kestrel's native app: PLACEHOLDER until ``kestrel.App`` exists (see
-``_kestrel_app``), built on first access so that serving ``asgi_app`` never imports kestrel.
+``app`` is kestrel's native App, built on first access so that serving ``asgi_app`` never
+imports kestrel.
 ``asgi_app`` is the same in ASGI 3, used to take reference figures from uvicorn or granian
 (``rss_probe.py --server uvicorn --parts 2,3``).
 """
@@ -21,7 +21,6 @@ Routes (the same in every flavour):
 from __future__ import annotations
 
 import asyncio
-import importlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
@@ -130,82 +129,45 @@ async def asgi_app(scope: Scope, receive: Receive, send: Send) -> None:
 # kestrel
 
 
-def _kestrel_app() -> tuple[Any, str]:
-    """kestrel's app for the three routes and what kind it is, built on first access to ``app``.
+def _kestrel_app() -> Any:
+    """kestrel's App for the three routes (module docstring), built on first access to ``app``.
 
-    * ``kestrel.App`` exists: native routes per DESIGN.md.
-    * INTERIM: no ``App`` yet but ``kestrel.Response`` exists: one bare ``async def
-      app(request)`` that dispatches on the request target itself; ``/stream`` answers 501
-      until ``kestrel.StreamingResponse`` exists.
-    * PLACEHOLDER: neither exists; ``app`` is None.
-
-    rss_probe.py tries each route with a small request before measuring and skips a part with
-    a clear message when its route does not work yet.
-
-    For the lead: replace this with direct, typed code against the real API, keeping the
-    routes' contract (module docstring). ``/upload`` must accept a 64 MiB body: the default
-    request body limit (30,000,000 bytes) answers 413 before reading, so give the route a
-    per-route limit above the probe's upload size. The upload handler must read the body through
-    ``request.stream()`` at the paced rate, and the stream handler must write through the
-    server's flow-controlled writer, so that the probe measures the engine's watermarks.
+    ``/upload`` reads through ``request.stream()`` at the paced rate, so reading pauses at the
+    engine's input watermark; it takes bodies up to 1 GiB (a per-route limit: the server's
+    default, 30,000,000 bytes, is below the probe's 64 MiB). ``/stream`` writes through
+    StreamingResponse, the engine's flow-controlled writer.
     """
-    kestrel: Any = importlib.import_module("kestrel")
-    App = getattr(kestrel, "App", None)
-    Response = getattr(kestrel, "Response", None)
-    StreamingResponse = getattr(kestrel, "StreamingResponse", None)
-    if Response is None:
-        return None, "placeholder (kestrel has no Response/App yet)"
+    from kestrel import App, Request, Response, StreamingResponse
 
-    async def hello(request: Any) -> Any:
+    app = App()
+
+    @app.get("/")
+    async def hello(request: Request) -> Response:
         return Response(HELLO, status=200, content_type="text/plain")
 
-    async def upload(request: Any) -> Any:
-        pacer = Pacer(_query_int(_query_of(request), "rate", UPLOAD_RATE))
+    @app.post("/upload", max_body_size=1 << 30)
+    async def upload(request: Request) -> Response:
+        pacer = Pacer(_query_int(request.query_string, "rate", UPLOAD_RATE))
         async for chunk in request.stream():
             await pacer.took(len(chunk))
         return Response(b"received %d" % pacer.consumed, status=200, content_type="text/plain")
 
-    async def stream(request: Any) -> Any:
-        if StreamingResponse is None:
-            return Response(b"no kestrel.StreamingResponse yet", status=501)
-        size = _query_int(_query_of(request), "size", STREAM_SIZE)
+    @app.get("/stream")
+    async def stream(request: Request) -> StreamingResponse:
+        size = _query_int(request.query_string, "size", STREAM_SIZE)
         return StreamingResponse(stream_chunks(size), content_type="application/octet-stream")
 
-    if App is None:
-
-        async def interim(request: Any) -> Any:
-            path = request.target.partition(b"?")[0]
-            if path == b"/upload" and request.method == "POST":
-                return await upload(request)
-            if path == b"/stream":
-                return await stream(request)
-            if path == b"/":
-                return await hello(request)
-            return Response(b"Not Found", status=404, content_type="text/plain")
-
-        return interim, "interim bare handler (no kestrel.App yet)"
-
-    kapp = App()
-    # Registered by call: mypy --strict rejects decorators of an untyped (Any) app.
-    kapp.get("/")(hello)
-    kapp.post("/upload")(upload)
-    kapp.get("/stream")(stream)
-    return kapp, "native App"
+    return app
 
 
-def _query_of(request: Any) -> bytes:
-    target: bytes = request.target
-    return target.partition(b"?")[2]
-
-
-_built: tuple[Any, str] | None = None
+KESTREL_APP_KIND = "native App"
+_built: dict[str, Any] = {}
 
 
 def __getattr__(name: str) -> Any:
-    """``app`` and ``KESTREL_APP_KIND`` are built lazily, so the peers never import kestrel."""
-    global _built
-    if name in ("app", "KESTREL_APP_KIND"):
-        if _built is None:
-            _built = _kestrel_app()
-        return _built[0] if name == "app" else _built[1]
+    """``app`` is built lazily, so the peers never import kestrel."""
+    if name == "app":
+        if "app" not in _built:
+            _built["app"] = _kestrel_app()
+        return _built["app"]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
