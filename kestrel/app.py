@@ -94,6 +94,7 @@ class App(Router):
         self.shutdown_hooks: list[Hook] = []
         self._entry: Callable[[Request], Awaitable[Any]] | None = None
         self._convert = False
+        self._body_limits = False
         self._executor: ThreadPoolExecutor | None = None
         self._lifespan_context: contextlib.AbstractAsyncContextManager[Any] | None = None
         self._started = False  # between startup() and shutdown(): the onion is fixed
@@ -148,6 +149,13 @@ class App(Router):
         # Without middleware the engine serializes what a handler returns; with it, each
         # middleware must get a Response (whose headers it may change).
         self._convert = bool(self.user_middleware)
+        # Without per-route body limits the parser's limit is the server's, and it refuses a
+        # larger Content-Length before any handler runs (Server.serve sets it from the routes).
+        self._body_limits = any(
+            handler.max_body_size is not None
+            for route in self.routes
+            for handler in route.handlers.values()
+        )
         entry: Callable[[Request], Awaitable[Any]] = self._dispatch
         for middleware in reversed(self.user_middleware):
             entry = _layer(middleware, entry)
@@ -166,12 +174,16 @@ class App(Router):
             else:
                 params = {}
             request.app = self
-            request.route = handler.route.path
+            request.route = handler.path
             request.path_params = params
-            if handler.max_body_size is not None:
-                request.max_body_size = handler.max_body_size
-            if request.content_length > 0 and 0 <= request.max_body_size < request.content_length:
-                raise HTTPException(413)  # the same reason phrase the engine's 413 has
+            if self._body_limits:
+                # Some route has its own body limit, so the parser only refuses what no route
+                # could take: this request's own limit is checked here.
+                if handler.max_body_size is not None:
+                    request.max_body_size = handler.max_body_size
+                content_length = request.content_length
+                if content_length > 0 and 0 <= request.max_body_size < content_length:
+                    raise HTTPException(413)  # the same reason phrase as the engine's 413
             if handler.is_async:
                 if params:
                     result = await handler.endpoint(request, **params)
@@ -187,7 +199,9 @@ class App(Router):
             # Uploads spooled to temporary files are closed once the handler is done with
             # them, so a handler that forgets to close its form does not leak descriptors.
             await request._form.aclose()
-        if self._convert or type(result) is dict or type(result) is list:
+        if self._convert:
+            return result if type(result) is Response else to_response(result)
+        if type(result) is dict or type(result) is list:
             return to_response(result)
         return result
 

@@ -143,7 +143,7 @@ class Route:
         return handler
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Handler:
     """What runs for one method of one route."""
 
@@ -152,6 +152,10 @@ class Handler:
     is_async: bool
     max_body_size: int | None  # None: the server's default limit
     name: str
+    path: str = ""  # the route's path template, what request.route reports
+
+    def __post_init__(self) -> None:
+        self.path = self.route.path
 
 
 def compile_path(path: str) -> tuple[re.Pattern[str] | None, dict[str, Converter]]:
