@@ -125,25 +125,22 @@ cdef class OutputBuffer:
     cdef int append_chunk_size(self, Py_ssize_t value) except -1
 
 
-cdef class StreamingResponse:
-    cdef public object content
+cdef class BaseResponse:
     cdef public int status
     cdef object _headers              # as given, or a MutableHeaders once asked for
     cdef public object content_type
 
 
-cdef class Response:
+cdef class StreamingResponse(BaseResponse):
+    cdef public object content
+
+
+cdef class Response(BaseResponse):
     cdef public bytes body
-    cdef public int status
-    cdef object _headers
-    cdef public object content_type
 
 
-cdef class FileResponse:
+cdef class FileResponse(BaseResponse):
     cdef public object path
-    cdef public int status
-    cdef object _headers
-    cdef public object content_type
     cdef public object filename
 
 
@@ -246,6 +243,9 @@ cdef class RequestBody:
     cdef Pipe pipe
     cdef long long received
     cdef long long limit              # -1: unlimited
+    # Time reads spent waiting on the client: what the minimum body rate is measured over.
+    cdef double wait_started          # 0.0: no read is waiting
+    cdef double wait_total
     cdef object owner
     cdef bint complete
     cdef object waiter
@@ -311,8 +311,6 @@ cdef class Connection(EpollHandler):
     cdef long long drain_left         # bytes the drain may still discard
     cdef bint lingering               # our FIN is sent; discarding input until EOF
     cdef double linger_deadline
-    cdef double body_wait_started     # a body read is waiting on the client since (0: not)
-    cdef double body_wait_total       # time body reads spent waiting, this request
     cdef double write_wait_started    # output has been blocked since (0: not)
     cdef double write_wait_total
     cdef long long write_wait_bytes   # bytes the client took while output was blocked
@@ -343,6 +341,8 @@ cdef class Connection(EpollHandler):
     cdef void _reject(self, int reason)
     cdef void _close_if_done(self)
     cdef void _flush(self)
+    cdef void _output_blocked(self)
+    cdef void _output_unblocked(self)
     cdef void _set_events(self, uint32_t events)
     cdef void _on_eof(self)
     cdef void _input_idle(self)
@@ -352,8 +352,6 @@ cdef class Connection(EpollHandler):
     cdef void _end(self, int reason)
     cdef void _linger(self)
     cdef void _discard_input(self)
-    cdef void _body_wait_begin(self)
-    cdef void _body_wait_end(self)
     cdef int _send_continue(self) except -1
     cdef void close(self)
     cdef void abort(self)

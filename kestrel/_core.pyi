@@ -151,17 +151,11 @@ HeaderItems = (
     | Iterable[tuple[str | bytes, str | bytes]]
 )
 
-class Response:
-    body: bytes
+class BaseResponse:
+    """What the three kinds of response share."""
+
     status: int
     content_type: str | bytes | None
-    def __init__(
-        self,
-        body: bytes | str | bytearray | memoryview = b"",
-        status: int = 200,
-        headers: HeaderItems | None = None,
-        content_type: str | bytes | None = None,
-    ) -> None: ...
     @property
     def headers(self) -> MutableHeaders: ...
     @headers.setter
@@ -169,10 +163,18 @@ class Response:
     @property
     def status_code(self) -> int: ...
 
-class StreamingResponse:
+class Response(BaseResponse):
+    body: bytes
+    def __init__(
+        self,
+        body: bytes | str | bytearray | memoryview = b"",
+        status: int = 200,
+        headers: HeaderItems | None = None,
+        content_type: str | bytes | None = None,
+    ) -> None: ...
+
+class StreamingResponse(BaseResponse):
     content: Any
-    status: int
-    content_type: str | bytes | None
     def __init__(
         self,
         content: Any,
@@ -180,15 +182,9 @@ class StreamingResponse:
         headers: HeaderItems | None = None,
         content_type: str | bytes | None = None,
     ) -> None: ...
-    @property
-    def headers(self) -> MutableHeaders: ...
-    @headers.setter
-    def headers(self, value: HeaderItems | None) -> None: ...
 
-class FileResponse:
+class FileResponse(BaseResponse):
     path: str
-    status: int
-    content_type: str | bytes | None
     filename: str | None
     def __init__(
         self,
@@ -198,12 +194,6 @@ class FileResponse:
         content_type: str | bytes | None = None,
         filename: str | None = None,
     ) -> None: ...
-    @property
-    def headers(self) -> MutableHeaders: ...
-    @headers.setter
-    def headers(self, value: HeaderItems | None) -> None: ...
-    @property
-    def status_code(self) -> int: ...
 
 EAGER_TASKS_NATIVE: Final[bool]
 REASON_PHRASES: Final[dict[int, bytes]]

@@ -40,7 +40,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from kestrel import response as response_module
 from kestrel._core import (
     ClientDisconnect,
     FileResponse,
@@ -50,7 +49,6 @@ from kestrel._core import (
 )
 from kestrel.exceptions import HTTPException
 from kestrel.request import BadRequest, Request
-from kestrel.response import JSON as _JSON
 from kestrel.response import json_response
 from kestrel.routing import MethodNotAllowed, NotFound, Router
 
@@ -168,11 +166,15 @@ class App(Router):
         try:
             # The common case inline: a static path and a method it has.
             route = self.static.get(request.path)
-            handler = route.handlers.get(request.method) if route is not None else None
-            if handler is None:
-                handler, params = self.match(request.method, request.path)
+            if route is None:
+                # Not a static path: only the parameterised routes are left to look at.
+                handler, params = self.match_parameters(request.method, request.path)
             else:
-                params = {}
+                static = route.handlers.get(request.method)
+                if static is None:
+                    handler, params = self.match(request.method, request.path)  # HEAD, 405
+                else:
+                    handler, params = static, {}
             request.app = self
             request.route = handler.path
             request.path_params = params
@@ -247,7 +249,7 @@ class App(Router):
                 "%s %s (route %s) raised",
                 request.method,
                 request.path,
-                getattr(request, "route", None),
+                request.route,
                 exc_info=exc,
             )
             body = "".join(traceback.format_exception(exc))
@@ -342,8 +344,7 @@ def to_response(result: Any) -> AnyResponse:
     if kind is bytes:
         return Response(result, 200, None, b"application/octet-stream")
     if kind is dict or kind is list:
-        # Looked up on the module each time, so that swapping the encoder takes effect.
-        return Response(response_module.json_dumps(result), 200, None, _JSON)
+        return json_response(result)
     if isinstance(result, (Response, StreamingResponse, FileResponse)):
         return result
     if result is None:

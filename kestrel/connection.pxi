@@ -16,13 +16,15 @@
 #
 # Per request, the Python API is used only for what a handler is handed and runs on: the
 # RequestHead and header tuples (parser.pxi), the Request and RequestBody objects, the call to
-# the app, the eager asyncio Task and reading its result, and the result's type checks.
+# the app, its first step (server.pxi: a Task only if it suspends), and the result's type
+# checks.
 # Reading, parsing, serializing the response and sending are C. In `cython -a` the other
 # yellow lines of this file are exception handlers and logging, which run only on errors.
 #
-# A body the handler did not read is discarded as it is parsed, after the response was
-# written: the response always goes out first, and the unread bytes are never parsed as a
-# request. (Draining limits and timeouts are issue #5.)
+# A body the handler did not read is drained after the response was written: the response
+# always goes out first, and the unread bytes are parsed as body, never as a request. The
+# deadlines, rates, drains and lingering closes of the request contract are at the end of
+# Connection.
 
 # How long accepting pauses when the process is out of descriptors (libuv and nginx retry
 # on a timer too; nginx's accept_mutex_delay default is 500 ms).
@@ -71,8 +73,7 @@ cdef bint _unread_body_closes(Connection connection, Request request):
     cdef HttpServer server = connection.server
     if server.max_drain_size <= 0 or server.drain_timeout <= 0:
         return True
-    if (request.head.expect_continue and not connection.continue_sent
-            and request.head.http_version is V_11):
+    if _awaits_continue(connection, request):
         # The client waits for a 100 that never came: it may send the body or not, so
         # nobody could tell where the next request would start.
         return True
@@ -83,8 +84,13 @@ cdef bint _unread_body_closes(Connection connection, Request request):
             > server.max_drain_size)
 
 
+cdef bint _awaits_continue(Connection connection, Request request):
+    return (request.head.expect_continue and not connection.continue_sent
+            and request.head.http_version is V_11)
+
+
 cdef str _unread_description(Connection connection, Request request):
-    if request.head.expect_continue and not connection.continue_sent:
+    if _awaits_continue(connection, request):
         return "a body it never asked for (Expect: 100-continue)"
     if request.head.content_length >= 0:
         return f"{request.head.content_length - request.body_stream.received} bytes of the body"
@@ -226,6 +232,8 @@ cdef class RequestBody:
         self.read_all = False
         self.received = 0
         self.limit = -1
+        self.wait_started = 0.0
+        self.wait_total = 0.0
 
     def __dealloc__(self):
         if KESTREL_DEBUG:
@@ -269,7 +277,8 @@ cdef class RequestBody:
         waiter = self.waiter
         if waiter is not None:
             self.waiter = None
-            (<Connection>self.owner)._body_wait_end()
+            self.wait_total += _monotonic() - self.wait_started
+            self.wait_started = 0.0
             if not waiter.done():
                 waiter.set_result(None)
 
@@ -290,7 +299,7 @@ cdef class RequestBody:
                 return b""
             self.waiter = asyncio.get_running_loop().create_future()
             # Waiting on the client: the only time the minimum body rate is measured over.
-            (<Connection>self.owner)._body_wait_begin()
+            self.wait_started = _monotonic()
             await self.waiter
 
 
@@ -456,8 +465,6 @@ cdef class Connection(EpollHandler):
         self.end_reason = -1
         self.draining = False
         self.lingering = False
-        self.body_wait_started = 0.0
-        self.body_wait_total = 0.0
         self.write_wait_started = 0.0
         self.write_wait_total = 0.0
         self.write_wait_bytes = 0
@@ -503,7 +510,6 @@ cdef class Connection(EpollHandler):
     cdef void _on_readable(self):
         cdef HttpServer server = self.server
         cdef ssize_t n = recv(self.fd, server.scratch, SCRATCH_SIZE, 0)
-        cdef bytearray pending
         if n < 0:
             if errno == EAGAIN or errno == EINTR:
                 return
@@ -635,15 +641,13 @@ cdef class Connection(EpollHandler):
         body.owner = self
         body.limit = server.max_request_body_size
         if head.content_length == 0 or (head.content_length < 0 and not head.chunked):
-            request.body_stream.complete = True
+            body.complete = True
             request.body_bytes = b""
         self.current = request
         self.handler_running = True
         self.message_complete = False
         self.deadline_kind = DL_NONE  # the head is in; the body rate applies from here
         self.continue_sent = False
-        self.body_wait_started = 0.0
-        self.body_wait_total = 0.0
         self.write_wait_total = 0.0
         self.write_wait_bytes = 0
         server.requests_total += 1
@@ -754,11 +758,7 @@ cdef class Connection(EpollHandler):
                 if errno == EINTR:
                     continue
                 if errno == EAGAIN:
-                    if not (self.events & EPOLLOUT):
-                        server.write_pauses += 1
-                        self._set_events(self.events | EPOLLOUT)
-                    if not self.write_wait_started:
-                        self.write_wait_started = _monotonic()
+                    self._output_blocked()
                     return
                 self._end(END_CLIENT_CLOSED if errno == EPIPE or errno == ECONNRESET
                           else END_ERROR)
@@ -775,11 +775,7 @@ cdef class Connection(EpollHandler):
                 self.write_wait_bytes += sent
             self.file_remaining -= sent
         self._close_file()
-        if self.events & EPOLLOUT:
-            self._set_events(self.events & ~EPOLLOUT)
-        if self.write_wait_started:
-            self.write_wait_total += _monotonic() - self.write_wait_started
-            self.write_wait_started = 0.0
+        self._output_unblocked()
         self._response_finished(self.current)
         self._after_response()
 
@@ -1153,25 +1149,32 @@ cdef class Connection(EpollHandler):
         elif self.file_fd < 0:
             return
         if held is not None and held.size:
-            if not (self.events & EPOLLOUT):
-                server.write_pauses += 1
-                self._set_events(self.events | EPOLLOUT)
-            if not self.write_wait_started:
-                # Blocked on the client: the only time the minimum response rate is measured.
-                self.write_wait_started = _monotonic()
+            self._output_blocked()
         elif self.file_fd >= 0:
             self._send_file()
         else:
-            if self.events & EPOLLOUT:
-                self._set_events(self.events & ~EPOLLOUT)
-            if self.write_wait_started:
-                self.write_wait_total += _monotonic() - self.write_wait_started
-                self.write_wait_started = 0.0
+            self._output_unblocked()
             self._output_progress()
             if self.close_after_write and not self.handler_running:
                 self._linger()
             elif self.deadline_kind == DL_NONE and not self.handler_running:
                 self._update_deadline()  # the response is out: the connection is idle now
+
+    cdef void _output_blocked(self):
+        """The socket took less than offered: wait for EPOLLOUT, and start the clock the
+        minimum response rate is measured over (only while blocked on the client)."""
+        if not (self.events & EPOLLOUT):
+            self.server.write_pauses += 1
+            self._set_events(self.events | EPOLLOUT)
+        if not self.write_wait_started:
+            self.write_wait_started = _monotonic()
+
+    cdef void _output_unblocked(self):
+        if self.events & EPOLLOUT:
+            self._set_events(self.events & ~EPOLLOUT)
+        if self.write_wait_started:
+            self.write_wait_total += _monotonic() - self.write_wait_started
+            self.write_wait_started = 0.0
 
     cdef void _set_events(self, uint32_t events):
         if events != self.events and not self.closed:
@@ -1235,6 +1238,7 @@ cdef class Connection(EpollHandler):
     cdef void _check_contract(self, double now):
         """The heartbeat's look at this connection: enforce whatever deadline has passed."""
         cdef HttpServer server = self.server
+        cdef RequestBody body
         cdef double waited
         cdef int unsent
         if self.closed:
@@ -1273,25 +1277,23 @@ cdef class Connection(EpollHandler):
             return
         if (self.handler_running and not self.message_complete
                 and server.min_request_body_rate > 0):
-            waited = self.body_wait_total
-            if self.body_wait_started:
-                waited += now - self.body_wait_started
-            if (waited > server.min_rate_grace and self.current.body_stream.received
-                    < server.min_request_body_rate * waited):
+            body = self.current.body_stream
+            waited = body.wait_total
+            if body.wait_started:
+                waited += now - body.wait_started
+            if (waited > server.min_rate_grace
+                    and body.received < server.min_request_body_rate * waited):
                 self._end(END_BODY_RATE)
                 _contract_warning(self, "the request body arrived at %.0f B/s, under the "
                                         "minimum of %g B/s; 408 and close",
-                                  self.current.body_stream.received / waited,
-                                  server.min_request_body_rate)
+                                  body.received / waited, server.min_request_body_rate)
                 self.close_after_write = True
-                self.current.body_stream.fail(HttpParseError(
+                body.fail(HttpParseError(
                     R_REQUEST_BODY_TIMEOUT, "request body slower than the minimum data rate"))
                 return
-        if (self.write_wait_started or self.write_wait_total) and server.min_response_rate > 0:
-            waited = self.write_wait_total
-            if self.write_wait_started:
-                waited += now - self.write_wait_started
-            if (self.write_wait_started and waited > server.min_rate_grace
+        if self.write_wait_started and server.min_response_rate > 0:
+            waited = self.write_wait_total + now - self.write_wait_started
+            if (waited > server.min_rate_grace
                     and self.write_wait_bytes < server.min_response_rate * waited):
                 self._end(END_RESPONSE_RATE)
                 _contract_warning(self, "the client read the response at %.0f B/s, under the "
@@ -1361,15 +1363,6 @@ cdef class Connection(EpollHandler):
             elif errno != EAGAIN and errno != EINTR:
                 self.close()
             return
-
-    cdef void _body_wait_begin(self):
-        if not self.body_wait_started:
-            self.body_wait_started = _monotonic()
-
-    cdef void _body_wait_end(self):
-        if self.body_wait_started:
-            self.body_wait_total += _monotonic() - self.body_wait_started
-            self.body_wait_started = 0.0
 
     cdef int _send_continue(self) except -1:
         if self.continue_sent or self.closed:

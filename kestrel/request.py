@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from kestrel import _core
 from kestrel._core import BadRequest
+from kestrel.datastructures import URL, Headers, QueryParams
 
 __all__ = ["BadRequest", "Request", "State"]
-from kestrel.datastructures import URL, Headers, QueryParams
 
 if TYPE_CHECKING:
     from kestrel.app import App
@@ -111,6 +111,3 @@ class Request(_core.Request):
 
             form = self._form = await parse_form(self)
         return form
-
-    def __repr__(self) -> str:
-        return f"<Request {self.method} {self.target.decode('latin-1')!r}>"

@@ -125,8 +125,7 @@ class Route:
     """One path template and the handlers for its methods."""
 
     path: str
-    regex: re.Pattern[str] | None = None  # None for a static path
-    converters: dict[str, Converter] = field(default_factory=dict)
+    converters: dict[str, Converter] = field(default_factory=dict)  # {} for a static path
     handlers: dict[str, Handler] = field(default_factory=dict)
 
     @property
@@ -158,12 +157,11 @@ class Handler:
         self.path = self.route.path
 
 
-def compile_path(path: str) -> tuple[re.Pattern[str] | None, dict[str, Converter]]:
-    """``/users/{id:int}`` -> (regex, {"id": IntConverter}); static paths give (None, {})."""
+def parse_path(path: str) -> dict[str, Converter]:
+    """``/users/{id:int}`` -> {"id": IntConverter}, checked; a static path gives {}."""
     if not path.startswith("/"):
         raise ValueError(f"route paths start with '/': {path!r}")
     converters: dict[str, Converter] = {}
-    pattern = "^"
     position = 0
     for match in _PARAM.finditer(path):
         name, kind = match.group(1), match.group(2) or "str"
@@ -176,15 +174,11 @@ def compile_path(path: str) -> tuple[re.Pattern[str] | None, dict[str, Converter
             raise ValueError(
                 f"unknown converter {kind!r} in {path!r}; known: " + ", ".join(sorted(CONVERTERS))
             )
-        pattern += re.escape(path[position : match.start()]) + f"({converter.regex})"
         converters[name] = converter
         position = match.end()
     if "{" in path[position:] or "}" in path[position:]:
         raise ValueError(f"unbalanced braces in route path {path!r}")
-    if not converters:
-        return None, {}
-    pattern += re.escape(path[position:]) + "$"
-    return re.compile(pattern), converters
+    return converters
 
 
 Params = list[tuple[str, Converter]]  # a pattern's parameters, in order
@@ -413,8 +407,8 @@ class Router:
             route.handlers[method] = handler
 
     def _route_for(self, path: str) -> Route:
-        regex, converters = compile_path(path)
-        if regex is None:
+        converters = parse_path(path)
+        if not converters:
             route = self.static.get(path)
             if route is None:
                 route = self.static[path] = Route(path)
@@ -423,7 +417,7 @@ class Router:
         for route in self.routes:
             if route.path == path:
                 return route
-        route = Route(path, regex, converters)
+        route = Route(path, converters)
         self.routes.append(route)
         self.tree.add(path[1:].split("/"), route)
         return route
@@ -455,11 +449,17 @@ class Router:
         Raises NotFound, or MethodNotAllowed carrying the Allow header's value.
         """
         route = self.static.get(path)
-        allowed = route
         if route is not None:
             handler = route.handler_for(method)
             if handler is not None:
                 return handler, {}
+        return self.match_parameters(method, path, route)
+
+    def match_parameters(
+        self, method: str, path: str, allowed: Route | None = None
+    ) -> tuple[Handler, dict[str, Any]]:
+        """match() once the static table has been looked at (`allowed`: the static route
+        that has the path but not the method)."""
         matched: list[Route] = []
         found = _walk(self.tree, path[1:].split("/"), 0, [], method, matched)
         if found is not None:

@@ -102,47 +102,8 @@ cdef object _mutable_headers(headers):
     return MutableHeaders(headers)
 
 
-cdef class StreamingResponse:
-    """A response whose body is produced piece by piece (a sync or async iterable).
-
-    It is sent with chunked encoding (or as-is when the headers give a Content-Length), and
-    the iteration waits whenever more than max_response_buffer_size bytes are unsent.
-    """
-
-    def __init__(self, content, int status=200, headers=None, content_type=None):
-        if not (hasattr(content, "__aiter__") or hasattr(content, "__iter__")):
-            raise TypeError("StreamingResponse needs an iterable or an async iterable")
-        self.content = content
-        self.status = status
-        self._headers = headers
-        self.content_type = content_type
-
-    @property
-    def headers(self):
-        """The response's headers as a MutableHeaders (made on first access)."""
-        if type(self._headers) is not MutableHeaders:
-            self._headers = _mutable_headers(self._headers)
-        return self._headers
-
-    @headers.setter
-    def headers(self, value):
-        self._headers = value
-
-
-cdef class Response:
-    """What a handler returns: a status, headers and a body, sent as given."""
-
-    def __init__(self, body=b"", int status=200, headers=None, content_type=None):
-        if isinstance(body, str):
-            body = (<str>body).encode()
-            if content_type is None:
-                content_type = "text/plain; charset=utf-8"
-        elif not isinstance(body, bytes):
-            body = bytes(body)
-        self.body = body
-        self.status = status
-        self._headers = headers
-        self.content_type = content_type
+cdef class BaseResponse:
+    """What the three kinds of response share: a status, headers and a content type."""
 
     # Made on first access, so a response nobody adds headers to never builds one.
     @property
@@ -160,11 +121,43 @@ cdef class Response:
     def status_code(self):
         return self.status
 
+
+cdef class StreamingResponse(BaseResponse):
+    """A response whose body is produced piece by piece (a sync or async iterable).
+
+    It is sent with chunked encoding (or as-is when the headers give a Content-Length), and
+    the iteration waits whenever more than max_response_buffer_size bytes are unsent.
+    """
+
+    def __init__(self, content, int status=200, headers=None, content_type=None):
+        if not (hasattr(content, "__aiter__") or hasattr(content, "__iter__")):
+            raise TypeError("StreamingResponse needs an iterable or an async iterable")
+        self.content = content
+        self.status = status
+        self._headers = headers
+        self.content_type = content_type
+
+
+cdef class Response(BaseResponse):
+    """What a handler returns: a status, headers and a body, sent as given."""
+
+    def __init__(self, body=b"", int status=200, headers=None, content_type=None):
+        if isinstance(body, str):
+            body = (<str>body).encode()
+            if content_type is None:
+                content_type = "text/plain; charset=utf-8"
+        elif not isinstance(body, bytes):
+            body = bytes(body)
+        self.body = body
+        self.status = status
+        self._headers = headers
+        self.content_type = content_type
+
     def __repr__(self):
         return f"<Response {self.status} {len(self.body)} bytes>"
 
 
-cdef class FileResponse:
+cdef class FileResponse(BaseResponse):
     """A file sent with sendfile(2), with single-range requests (RFC 9110 §14) supported.
 
     The file is opened when the response is sent, not when it is made: a missing file is a
@@ -185,20 +178,6 @@ cdef class FileResponse:
                 content_type += "; charset=utf-8"
         self.content_type = content_type
         self.filename = filename
-
-    @property
-    def headers(self):
-        if type(self._headers) is not MutableHeaders:
-            self._headers = _mutable_headers(self._headers)
-        return self._headers
-
-    @headers.setter
-    def headers(self, value):
-        self._headers = value
-
-    @property
-    def status_code(self):
-        return self.status
 
     def __repr__(self):
         return f"<FileResponse {self.status} {self.path!r}>"
@@ -276,30 +255,15 @@ cdef object _task_init = asyncio.Task.__init__
 cdef object _task_loop = asyncio.Task._loop.__get__
 
 
-cdef class _FirstStep:
-    """The coroutine and context of the first step running now (at most one at a time)."""
-    cdef object coro
-    cdef object context
-
-
-cdef _FirstStep _first_step = _FirstStep()
-
-
 class RequestTask(asyncio.Task):
     """The Task a request handler runs as (see above: initialized only if it suspends)."""
 
-    # Set when the task is initialized. Before that, only one first step runs at a time in
-    # the process, so its coroutine and context are in _first_step (no per-request setattr).
     __slots__ = ("kestrel_coro", "kestrel_context", "kestrel_cancel")
 
     def get_coro(self):
-        if _task_loop(self) is None:
-            return _first_step.coro
         return self.kestrel_coro  # the handler's coroutine, not the continuation around it
 
     def get_context(self):
-        if _task_loop(self) is None:
-            return _first_step.context
         return self.kestrel_context
 
     def get_name(self):
@@ -322,7 +286,7 @@ class RequestTask(asyncio.Task):
 
     def __repr__(self):
         if _task_loop(self) is None:
-            return f"<RequestTask {TASK_NAME} running its first step coro={_first_step.coro!r}>"
+            return f"<RequestTask {TASK_NAME} running its first step coro={self.kestrel_coro!r}>"
         return asyncio.Task.__repr__(self)
 
 
@@ -658,11 +622,9 @@ cdef class HttpServer:
             return self._start_task(coro)
         loop = self.loop
         task = _type_new(RequestTask, _EMPTY_TUPLE)
+        task.kestrel_coro = coro
         context = PyContext_CopyCurrent()
-        step = _first_step
-        outer_coro, outer_context = step.coro, step.context  # a first step inside one: rare
-        step.coro = coro
-        step.context = context
+        task.kestrel_context = context
         PyContext_Enter(context)
         try:
             try:
@@ -677,16 +639,12 @@ cdef class HttpServer:
                 _leave_task(loop, task)
         finally:
             PyContext_Exit(context)
-            step.coro = outer_coro
-            step.context = outer_context
         value = <object>sent
         Py_DECREF(value)
         if how == 0:
             self.step_result = value
             return None
         # Suspended on `value`: the Task takes it from here, in the same context.
-        task.kestrel_coro = coro
-        task.kestrel_context = context
         _task_init(task, _Continuation(coro, value), loop=loop, context=context,
                    name=TASK_NAME)
         cancel = getattr(task, "kestrel_cancel", None)  # a slot set only by cancel()
