@@ -226,6 +226,7 @@ cdef class HttpServer:
     cdef void _connection_closed(self, Connection connection) noexcept
     cdef void _check_accepting(self)
     cdef object step_result
+    cdef object spare_task            # a first step's RequestTask nothing kept (reused)
     cdef object _start_handler(self, coro)
     cdef object _start_task(self, coro)
     cdef void _log_accept_error(self, int error) noexcept
@@ -281,6 +282,11 @@ cdef class Request:
     cdef public object _form
     cdef int _split_target(self) except -1
     cdef int _start_reading(self) except -1
+    cdef RequestBody _body(self)
+
+    cdef inline bint _body_complete(self):
+        """No body, or all of it received."""
+        return self.body_stream is None or self.body_stream.complete
 
 
 cdef class Connection(EpollHandler):
@@ -335,6 +341,7 @@ cdef class Connection(EpollHandler):
     cdef void _start_request(self, RequestHead head)
     cdef void _task_result(self, task)
     cdef void _handler_done(self, result, exc)
+    cdef void _write_error(self, Request request, exc)
     cdef int _write_result(self, Request request, result) except -1
     cdef int _write_response(self, Request request, int status, headers, bytes body,
                              content_type, bint chunked=*, long long length=*) except -1

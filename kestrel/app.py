@@ -175,9 +175,7 @@ class App(Router):
                     handler, params = self.match(request.method, request.path)  # HEAD, 405
                 else:
                     handler, params = static, {}
-            request.app = self
-            request.route = handler.path
-            request.path_params = params
+            request._routed(self, handler.path, params)
             if self._body_limits:
                 # Some route has its own body limit, so the parser only refuses what no route
                 # could take: this request's own limit is checked here.

@@ -80,7 +80,7 @@ cdef bint _unread_body_closes(Connection connection, Request request):
     # From the request, not the parser: a handler that answers in its first step does so
     # before the parser has started on the body.
     return (request.head.content_length >= 0
-            and request.head.content_length - request.body_stream.received
+            and request.head.content_length - request._body().received
             > server.max_drain_size)
 
 
@@ -93,7 +93,7 @@ cdef str _unread_description(Connection connection, Request request):
     if _awaits_continue(connection, request):
         return "a body it never asked for (Expect: 100-continue)"
     if request.head.content_length >= 0:
-        return f"{request.head.content_length - request.body_stream.received} bytes of the body"
+        return f"{request.head.content_length - request._body().received} bytes of the body"
     return "the rest of a chunked body"
 
 
@@ -382,17 +382,35 @@ cdef class Request:
             self._query_string = parts.query
         return 0
 
+    def _routed(self, app, route, path_params):
+        """The router's findings, set in one call rather than three attribute stores."""
+        self.app = app
+        self.route = route
+        self.path_params = path_params
+
     @property
     def max_body_size(self):
         """This request's body limit in bytes (-1: none); a route may change it."""
-        return self.body_stream.limit
+        return self._body().limit
 
     @max_body_size.setter
     def max_body_size(self, long long value):
-        self.body_stream.limit = value
+        self._body().limit = value
+
+    cdef RequestBody _body(self):
+        """The body stream. A request without a body has none until something asks (most
+        never do): then it gets an empty, complete one."""
+        cdef RequestBody body = self.body_stream
+        if body is None:
+            body = RequestBody.__new__(RequestBody)
+            body.owner = self.connection
+            body.limit = self.connection.server.max_request_body_size
+            body.complete = True
+            self.body_stream = body
+        return body
 
     cdef int _start_reading(self) except -1:
-        cdef RequestBody body = self.body_stream
+        cdef RequestBody body = self._body()
         if body.read_all:
             raise BodyConsumedError("the request body was already read")
         body.read_all = True
@@ -408,7 +426,7 @@ cdef class Request:
 
     async def stream(self):
         """The body, piece by piece, as the client sends it."""
-        cdef RequestBody body = self.body_stream
+        cdef RequestBody body = self._body()
         self._start_reading()
         while True:
             chunk = await body.read_chunk()
@@ -420,7 +438,7 @@ cdef class Request:
         """The whole body as bytes."""
         if self.body_bytes is not None:
             return self.body_bytes
-        cdef RequestBody body = self.body_stream
+        cdef RequestBody body = self._body()
         self._start_reading()
         parts = []
         while True:
@@ -554,7 +572,7 @@ cdef class Connection(EpollHandler):
     cdef int _input_held(self) noexcept:
         """Bytes received and not yet taken by the handler or the parser."""
         cdef Py_ssize_t held = self.held_in.size if self.held_in is not None else 0
-        if self.current is not None:
+        if self.current is not None and self.current.body_stream is not None:
             held += self.current.body_stream.queued()
         return held
 
@@ -589,7 +607,7 @@ cdef class Connection(EpollHandler):
                 self._start_request(parser.head)
             elif event == EV_BODY:
                 if self.handler_running:
-                    self.current.body_stream.feed(parser.body_ptr, parser.body_len)
+                    self.current._body().feed(parser.body_ptr, parser.body_len)
                 elif self.draining:
                     # The handler answered without reading it: discarded, within the budget.
                     self.drain_left -= parser.body_len
@@ -604,7 +622,7 @@ cdef class Connection(EpollHandler):
                         break
             elif event == EV_MESSAGE_END:
                 self.message_complete = True
-                if self.handler_running:
+                if self.handler_running and self.current.body_stream is not None:
                     self.current.body_stream.finish()
                 elif self.draining:
                     self.draining = False
@@ -625,7 +643,7 @@ cdef class Connection(EpollHandler):
     cdef void _start_request(self, RequestHead head):
         cdef HttpServer server = self.server
         cdef Request request
-        cdef RequestBody body = RequestBody.__new__(RequestBody)
+        cdef RequestBody body
         cdef object request_class = server.request_class
         if request_class is Request:
             request = Request.__new__(Request)
@@ -637,12 +655,13 @@ cdef class Connection(EpollHandler):
             _debug_count("request_alloc", 1)
         request.head = head
         request.connection = self
-        request.body_stream = body
-        body.owner = self
-        body.limit = server.max_request_body_size
         if head.content_length == 0 or (head.content_length < 0 and not head.chunked):
-            body.complete = True
-            request.body_bytes = b""
+            request.body_bytes = b""  # and no body stream unless one is asked for
+        else:
+            body = RequestBody.__new__(RequestBody)
+            body.owner = self
+            body.limit = server.max_request_body_size
+            request.body_stream = body
         self.current = request
         self.handler_running = True
         self.message_complete = False
@@ -932,6 +951,25 @@ cdef class Connection(EpollHandler):
                 # Nothing of a response that failed to serialize may reach the client.
                 out.length = mark
                 exc = error
+        if exc is not None:
+            self._write_error(request, exc)
+        elif isinstance(result, StreamingResponse):
+            # The body is sent by its own task; the request ends when it has been sent.
+            self._start_stream(request, <StreamingResponse>result)
+            return
+        elif isinstance(result, FileResponse):
+            try:
+                if self._start_file(request, <FileResponse>result):
+                    return  # _flush sends the file; _file_sent ends the request
+            except Exception as error:
+                out.length = mark
+                _log.error("could not send %r", result, exc_info=error)
+                self._write_response(request, 500, None, b"Internal Server Error",
+                                     b"text/plain; charset=utf-8")
+        self._response_finished(request)
+
+    cdef void _write_error(self, Request request, exc):
+        """The response to a handler that raised (or a result that could not be sent)."""
         if isinstance(exc, HttpParseError):
             # The request body was refused while the handler read it (e.g. 413): the client
             # gets that status, and the connection closes, as for any rejection.
@@ -950,26 +988,12 @@ cdef class Connection(EpollHandler):
             # Request.path found the target undecodable: the client's error, not a crash.
             self._write_response(request, 400, None, str(exc).encode(),
                                  b"text/plain; charset=utf-8")
-        elif exc is not None:
+        else:
             if not isinstance(exc, asyncio.CancelledError):
                 _log.error("handler raised for %s %s", request.head.method,
                            request.head.target.decode("latin-1"), exc_info=exc)
             self._write_response(request, 500, None, b"Internal Server Error",
                                  b"text/plain; charset=utf-8")
-        elif isinstance(result, StreamingResponse):
-            # The body is sent by its own task; the request ends when it has been sent.
-            self._start_stream(request, <StreamingResponse>result)
-            return
-        elif isinstance(result, FileResponse):
-            try:
-                if self._start_file(request, <FileResponse>result):
-                    return  # _flush sends the file; _file_sent ends the request
-            except Exception as error:
-                out.length = mark
-                _log.error("could not send %r", result, exc_info=error)
-                self._write_response(request, 500, None, b"Internal Server Error",
-                                     b"text/plain; charset=utf-8")
-        self._response_finished(request)
 
     cdef void _response_finished(self, Request request):
         """The whole response is queued: the connection may take the next request."""
@@ -982,10 +1006,10 @@ cdef class Connection(EpollHandler):
             # The handler did not read all of the body: what is buffered goes now, the rest
             # is drained as it arrives (or the connection closes: _start_drain). A request
             # without a body is only waiting for the parser to say so.
-            if not request.body_stream.complete:
+            if not request._body_complete():
                 request.body_stream.fail(ClientDisconnect("the response was already sent"))
                 self._start_drain(request)
-        else:
+        elif request.body_stream is not None:
             request.body_stream.discard()
         if self.close_after_write:
             self._close_if_done()
@@ -1020,7 +1044,7 @@ cdef class Connection(EpollHandler):
         cdef bint head_only = request.head.method is M_HEAD
         cdef bint close = (self.close_after_write or not request.head.keep_alive
                            or request.head.upgrade or self.server.shutting_down
-                           or (not self.message_complete and not request.body_stream.complete
+                           or (not self.message_complete and not request._body_complete()
                                and _unread_body_closes(self, request)))
         out.append_bytes(_status_line(status))
         out.append_bytes(server.date_line)
@@ -1077,7 +1101,7 @@ cdef class Connection(EpollHandler):
         if self.handler_running:
             # A framing error or limit in the body of a request being handled: the handler's
             # next read raises it; left uncaught, its status is the response (_handler_done).
-            self.current.body_stream.fail(HttpParseError(reason, self.parser.error_detail or ""))
+            self.current._body().fail(HttpParseError(reason, self.parser.error_detail or ""))
             self.close_after_write = True
             return
         body = REASON_PHRASES.get(status, b"Bad Request")
@@ -1191,7 +1215,7 @@ cdef class Connection(EpollHandler):
         self._set_events(self.events & ~(EPOLLIN | EPOLLRDHUP))
         if self.handler_running:
             if not self.message_complete:
-                self.current.body_stream.fail(
+                self.current._body().fail(
                     ClientDisconnect("the client closed the connection mid-body"))
         else:
             self._input_idle()
@@ -1277,7 +1301,7 @@ cdef class Connection(EpollHandler):
             return
         if (self.handler_running and not self.message_complete
                 and server.min_request_body_rate > 0):
-            body = self.current.body_stream
+            body = self.current._body()
             waited = body.wait_total
             if body.wait_started:
                 waited += now - body.wait_started
@@ -1392,7 +1416,7 @@ cdef class Connection(EpollHandler):
         # The handler, if one runs, is not cancelled (as in ASP.NET Core and uvicorn): its
         # body reads fail with ClientDisconnect and its response is dropped when it ends.
         if self.current is not None and not self.message_complete:
-            self.current.body_stream.fail(ClientDisconnect("the connection was closed"))
+            self.current._body().fail(ClientDisconnect("the connection was closed"))
         waiter = self.drain_waiter
         if waiter is not None:
             self.drain_waiter = None

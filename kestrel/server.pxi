@@ -234,7 +234,11 @@ TASK_NAME = "kestrel-request"
 # around a continuation that resumes the coroutine where it stopped, so every reference taken
 # during the first step (asyncio.timeout, TaskGroup, anyio's cancel scopes key on it) is the
 # Task that runs the rest. current_task(), cancellation and asyncio.timeout behave as in any
-# Task.
+# Task. Until it outlives its step, the RequestTask answers get_coro() and get_context() from
+# one record of the running step, and a RequestTask that nothing kept (no reference, weak
+# reference or attribute: the handler finished and let it go) is used again for the next
+# request, so a handler that never suspends costs no Task allocation, GC tracking or
+# finalizer call either.
 #
 # A Task that was never initialized crashes CPython in get_coro() (3.11, 3.12) and
 # get_context() (3.12, 3.13), and refuses get_loop() and repr(); RequestTask answers those
@@ -248,11 +252,45 @@ cdef extern from "Python.h":
     int PyContext_Enter(object context) except -1
     int PyContext_Exit(object context) except -1
     void Py_DECREF(object o)
+    Py_ssize_t Py_REFCNT(object o)
+    PyObject* PyDict_SetDefault(object d, object key, object default) except NULL
+    PyObject* PyDict_GetItemWithError(object d, object key) except? NULL
+    int PyDict_DelItem(object d, object key) except -1
 
-from asyncio.tasks import _enter_task, _leave_task
+cdef extern from *:
+    """
+    /* True if nothing but references can reach `o`: no weak reference and no instance
+       __dict__ (a Task's attributes live there), so an unreferenced one can be reused.
+       The weak reference list is at tp_weaklistoffset, which is negative (before the
+       object) for 3.13's managed weak references; _PyObject_GetDictPtr finds a managed
+       dict too (RequestTask has no inline values, so it does not create one). */
+    static int kestrel_task_is_bare(PyObject *o) {
+        PyTypeObject *type = Py_TYPE(o);
+        PyObject **dict;
+        if (type->tp_weaklistoffset != 0
+                && *(PyObject **)((char *)o + type->tp_weaklistoffset) != NULL)
+            return 0;
+        dict = _PyObject_GetDictPtr(o);
+        return dict == NULL || *dict == NULL;
+    }
+    """
+    bint _task_is_bare "kestrel_task_is_bare" (object o)
+
+# The dict asyncio's C current_task(), _enter_task() and _leave_task() use on 3.11-3.13 (the
+# only versions that run a first step without a Task): set and cleared here directly, which
+# spares two calls through the argument parser per request.
+cdef dict _current_tasks = asyncio.tasks._current_tasks
 
 cdef object _task_init = asyncio.Task.__init__
 cdef object _task_loop = asyncio.Task._loop.__get__
+
+# The first step running now, which a RequestTask with no coroutine of its own answers for.
+# First steps never nest (one that starts inside another task's step gets a real Task), so
+# one record is enough; a RequestTask takes its own copy when it outlives its step.
+cdef object _step_task = None
+cdef object _step_coro = None
+cdef object _step_context = None
+cdef bint _step_cancelled = False
 
 
 class RequestTask(asyncio.Task):
@@ -261,9 +299,13 @@ class RequestTask(asyncio.Task):
     __slots__ = ("kestrel_coro", "kestrel_context", "kestrel_cancel")
 
     def get_coro(self):
+        if self is _step_task:
+            return _step_coro
         return self.kestrel_coro  # the handler's coroutine, not the continuation around it
 
     def get_context(self):
+        if self is _step_task:
+            return _step_context
         return self.kestrel_context
 
     def get_name(self):
@@ -280,13 +322,16 @@ class RequestTask(asyncio.Task):
         if _task_loop(self) is None:
             # Cancelled during its own first step: delivered once it is a running Task (if
             # the handler finishes in that step instead, there is nothing left to cancel).
+            global _step_cancelled
+            if self is _step_task:
+                _step_cancelled = True  # so this object is not reused for another request
             self.kestrel_cancel = (msg,)
             return True
         return asyncio.Task.cancel(self, msg)
 
     def __repr__(self):
         if _task_loop(self) is None:
-            return f"<RequestTask {TASK_NAME} running its first step coro={self.kestrel_coro!r}>"
+            return f"<RequestTask {TASK_NAME} running its first step coro={self.get_coro()!r}>"
         return asyncio.Task.__repr__(self)
 
 
@@ -616,40 +661,54 @@ cdef class HttpServer:
     cdef object _start_handler(self, coro):
         """Run a handler's first step. None if it finished there (its result is in
         step_result); otherwise the Task now running it."""
+        global _step_task, _step_coro, _step_context, _step_cancelled
         cdef PyObject* sent = NULL
         cdef int how
+        cdef bint cancelled
         if not FIRST_STEP_WITHOUT_TASK:
             return self._start_task(coro)
         loop = self.loop
-        task = _type_new(RequestTask, _EMPTY_TUPLE)
-        task.kestrel_coro = coro
+        task = self.spare_task
+        if task is None:
+            task = _type_new(RequestTask, _EMPTY_TUPLE)
+        else:
+            self.spare_task = None
         context = PyContext_CopyCurrent()
-        task.kestrel_context = context
+        if PyDict_SetDefault(_current_tasks, loop, task) != <PyObject*>task:
+            # Called from inside another task's step: asyncio allows one current task, so
+            # this handler gets a Task of its own from the start. (So first steps never
+            # nest, and one record of the running step is enough.)
+            self.spare_task = task
+            return self._start_task(coro)
+        _step_task, _step_coro, _step_context, _step_cancelled = task, coro, context, False
         PyContext_Enter(context)
         try:
-            try:
-                _enter_task(loop, task)
-            except RuntimeError:
-                # Called from inside another task's step: asyncio allows one current task,
-                # so this handler gets a Task of its own from the start.
-                return self._start_task(coro)
-            try:
-                how = PyIter_Send(coro, None, &sent)
-            finally:
-                _leave_task(loop, task)
+            how = PyIter_Send(coro, None, &sent)
         finally:
             PyContext_Exit(context)
+            cancelled = _step_cancelled
+            _step_task = _step_coro = _step_context = None
+            if PyDict_GetItemWithError(_current_tasks, loop) == <PyObject*>task:
+                PyDict_DelItem(_current_tasks, loop)
         value = <object>sent
         Py_DECREF(value)
         if how == 0:
             self.step_result = value
+            if Py_REFCNT(task) == 1 and _task_is_bare(task):
+                # Nothing kept this Task (no reference, weak reference or attribute): the
+                # next request's first step can use the same object, unallocated anew.
+                self.spare_task = task
+            else:
+                task.kestrel_coro = coro  # it outlives its step: it answers for itself now
+                task.kestrel_context = context
             return None
         # Suspended on `value`: the Task takes it from here, in the same context.
+        task.kestrel_coro = coro
+        task.kestrel_context = context
         _task_init(task, _Continuation(coro, value), loop=loop, context=context,
                    name=TASK_NAME)
-        cancel = getattr(task, "kestrel_cancel", None)  # a slot set only by cancel()
-        if cancel is not None:
-            asyncio.Task.cancel(task, cancel[0])
+        if cancelled:
+            asyncio.Task.cancel(task, task.kestrel_cancel[0])
         return task
 
     cdef object _start_task(self, coro):

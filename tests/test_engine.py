@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -830,6 +831,77 @@ def test_first_step_task_is_safe_to_inspect_and_keeps_its_identity() -> None:
         seen.clear()
         assert http_request(server.port, "/suspend").body == b"ok"
         assert seen["same"] is True
+
+
+def test_a_first_step_task_is_reused_only_when_nothing_kept_it() -> None:
+    # A RequestTask nothing references after a first step that finished is reused for the
+    # next request (server.pxi). Whatever kept one, a reference, a weak reference, an
+    # attribute or a cancel(), must keep it out of that reuse: each request sees a task of
+    # its own, answering for its own coroutine and context.
+    variable: contextvars.ContextVar[str] = contextvars.ContextVar("variable", default="-")
+    kept: list[tuple[str, asyncio.Task[Any], Any]] = []
+    weak: list[weakref.ref[asyncio.Task[Any]]] = []
+    seen: dict[str, object] = {}
+
+    async def app(request: Request) -> str:
+        task = asyncio.current_task()
+        assert task is not None
+        target = request.target.decode()
+        variable.set(target)
+        seen[f"{target}:attribute"] = getattr(task, "kestrel_test", None)
+        seen[f"{target}:weak"] = bool(weak) and weak[-1]() is task
+        seen[f"{target}:kept"] = any(other is task for _, other, _ in kept)
+        if target.startswith("/keep"):
+            kept.append((target, task, task.get_coro()))
+        elif target == "/weak":
+            weak.append(weakref.ref(task))
+        elif target == "/attribute":
+            task.kestrel_test = target  # type: ignore[attr-defined]
+        elif target == "/cancel":
+            task.cancel()  # finished without suspending: nothing left to cancel
+        elif target == "/suspend":
+            await asyncio.sleep(0)
+            return "suspended, not cancelled"
+        return "ok"
+
+    with serve_in_thread(app) as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        targets = "/plain /keep1 /plain2 /keep2 /weak /after-weak /attribute /after-attribute"
+        for target in [*targets.split(), "/cancel", "/suspend"]:
+            connection.request("GET", target)
+            response = connection.getresponse()
+            body = response.read()
+            assert response.status == 200, (target, body)
+        connection.close()
+    assert body == b"suspended, not cancelled"
+    assert [target for target, _, _ in kept] == ["/keep1", "/keep2"]
+    assert kept[0][1] is not kept[1][1]
+    for target, task, coro in kept:
+        # A task that outlived its step still answers for its own request.
+        assert task.get_coro() is coro
+        assert task.get_context()[variable] == target  # type: ignore[attr-defined]
+        assert target in repr(task.get_coro()) or "app" in repr(task.get_coro())
+    assert not any(value for key, value in seen.items() if key.endswith(":kept"))
+    assert seen["/after-weak:weak"] is False
+    assert seen["/after-attribute:attribute"] is None
+
+
+def test_a_request_without_a_body_still_streams_and_reports_its_limit() -> None:
+    # A request without a body gets no body stream unless it asks: then an empty one.
+    async def app(request: Request) -> str:
+        before = request.max_body_size
+        chunks = [chunk async for chunk in request.stream()]
+        try:
+            async for _ in request.stream():
+                pass
+        except BodyConsumedError:
+            again = "consumed"
+        else:
+            again = "read twice"
+        return f"{before} {chunks} {await request.body()!r} {again}"
+
+    with serve_in_thread(app, max_request_body_size=1234) as server:
+        assert http_request(server.port, "/").body == b"1234 [] b'' consumed"
 
 
 def test_context_variables_follow_the_handler_and_do_not_leak() -> None:
