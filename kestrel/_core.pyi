@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from socket import socket
 from typing import Any, Final
 
-from kestrel.datastructures import MutableHeaders
+from kestrel.datastructures import MutableHeaders, QueryParams
 
 class RejectReason(enum.IntEnum):
     """Why a request was rejected. Each value maps to one status in REJECT_STATUS."""
@@ -110,6 +110,8 @@ class BadRequest(ValueError):
 
 class BodyConsumedError(RuntimeError):
     """The request body was already read in full."""
+
+def split_query(query: bytes) -> QueryParams | None: ...
 
 class Request:
     @property

@@ -13,7 +13,8 @@ This module is assembled from fragments, each with its own theory of operation:
 - server.pxi      the server object, the heartbeat, the event loop class
 
 The core never imports the Python layer, except kestrel.datastructures (a leaf module) for
-the MutableHeaders a Response hands out; the Python layer imports the core.
+the MutableHeaders a Response hands out and the QueryParams split_query makes; the Python
+layer imports the core.
 
 Debug builds (KESTREL_DEBUG=1 at build time) count allocations and frees of every object the
 core manages; debug_counters() returns them so tests can assert that they balance.
@@ -31,7 +32,7 @@ cdef extern from *:
 
 include "consts.pxi"
 
-from kestrel.datastructures import Headers, MutableHeaders
+from kestrel.datastructures import Headers, MutableHeaders, QueryParams
 
 cdef dict _DEBUG_COUNTERS = {}
 

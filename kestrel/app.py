@@ -165,14 +165,15 @@ class App(Router):
         """Route, run the handler, and turn what it returns or raises into a response."""
         try:
             # The common case inline: a static path and a method it has.
-            route = self.static.get(request.path)
+            path = request.path
+            route = self.static.get(path)
             if route is None:
                 # Not a static path: only the parameterised routes are left to look at.
-                handler, params = self.match_parameters(request.method, request.path)
+                handler, params = self.match_parameters(request.method, path)
             else:
                 static = route.handlers.get(request.method)
                 if static is None:
-                    handler, params = self.match(request.method, request.path)  # HEAD, 405
+                    handler, params = self.match(request.method, path)  # HEAD, 405
                 else:
                     handler, params = static, {}
             request._routed(self, handler.path, params)

@@ -52,7 +52,10 @@ class Request(_core.Request):
     def query(self) -> QueryParams:
         query: QueryParams | None = self._query
         if query is None:
-            query = self._query = QueryParams.from_query_string(self.query_string.decode("latin-1"))
+            query = _core.split_query(self.query_string)  # None if it needs decoding
+            if query is None:
+                query = QueryParams.from_query_string(self.query_string.decode("latin-1"))
+            self._query = query
         return query
 
     @property

@@ -253,7 +253,6 @@ cdef extern from "Python.h":
     int PyContext_Exit(object context) except -1
     void Py_DECREF(object o)
     Py_ssize_t Py_REFCNT(object o)
-    PyObject* PyDict_SetDefault(object d, object key, object default) except NULL
     PyObject* PyDict_GetItemWithError(object d, object key) except? NULL
     int PyDict_DelItem(object d, object key) except -1
 

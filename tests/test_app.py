@@ -23,9 +23,12 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import kestrel
-from kestrel import App, Request, Response, StartupError
+from kestrel import App, Request, Response, StartupError, _core
+from kestrel.datastructures import QueryParams
 from kestrel.testing import TestClient
 
 REPO = Path(kestrel.__file__).resolve().parent.parent
@@ -204,6 +207,35 @@ def test_watchdog_names_the_route_and_line(caplog: pytest.LogCaptureFixture) -> 
 
 
 # ---- The Request.
+
+
+def test_query_without_decoding_is_split_in_the_core_alike() -> None:
+    app = App()
+
+    @app.get("/q")
+    async def query(request: Request) -> dict[str, Any]:
+        return {"first": dict(request.query), "items": request.query.multi_items()}
+
+    with TestClient(app) as client:
+        data = client.get("/q?a=1&&b=&a=2&c&=x").json()
+    assert data == {
+        "first": {"a": "1", "b": "", "c": "", "": "x"},
+        "items": [["a", "1"], ["b", ""], ["a", "2"], ["c", ""], ["", "x"]],
+    }
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="ab=&%+1~", max_size=24))
+def test_split_query_matches_the_python_parser(query: str) -> None:
+    # The core splits what needs no decoding; the rest is left to parse_query.
+    split = _core.split_query(query.encode("latin-1"))
+    if "%" in query or "+" in query:
+        assert split is None
+        return
+    expected = QueryParams.from_query_string(query)
+    assert split is not None and type(split) is QueryParams
+    assert split.multi_items() == expected.multi_items()
+    assert dict(split) == dict(expected)
 
 
 def test_request_attributes() -> None:

@@ -6,6 +6,7 @@ engine's parser and connection code over a socketpair.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import re
 import uuid
@@ -13,6 +14,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import kestrel
 import kestrel.routing
@@ -519,3 +522,61 @@ def test_a_thousand_routes_under_one_prefix_all_match_with_their_own_methods() -
     assert reply.status_code == 405
     assert reply.headers["allow"] == "DELETE, GET, HEAD"
     assert client.get("/api/v1000/7").status_code == 404
+
+
+# ---- The loop that follows the first branch agrees with the full search.
+
+_SEGMENT_TEMPLATES = ["a", "b", "1", "{x}", "{n:int}", "{f:float}", "{x}.txt", "{p:path}"]
+_PATH_SEGMENTS = ["a", "b", "1", "22", "1.5", "z.txt", "", "c"]
+
+
+def _template(segments: list[str]) -> str:
+    # Parameter names made unique per route, and nothing after a catch-all.
+    parts = []
+    for i, segment in enumerate(segments):
+        parts.append(
+            segment.replace("{x", f"{{x{i}")
+            .replace("{n", f"{{n{i}")
+            .replace("{f", f"{{f{i}")
+            .replace("{p", f"{{p{i}")
+        )
+        if segment == "{p:path}":
+            break
+    return "/" + "/".join(parts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    routes=st.lists(
+        st.tuples(
+            st.lists(st.sampled_from(_SEGMENT_TEMPLATES), min_size=1, max_size=3),
+            st.sampled_from(["GET", "POST"]),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    paths=st.lists(
+        st.lists(st.sampled_from(_PATH_SEGMENTS), min_size=1, max_size=4), min_size=1, max_size=10
+    ),
+    method=st.sampled_from(["GET", "HEAD", "POST"]),
+)
+def test_following_the_first_branch_finds_what_the_full_search_finds(
+    routes: list[tuple[list[str], str]], paths: list[list[str]], method: str
+) -> None:
+    router = Router()
+    for n, (segments, route_method) in enumerate(routes):
+        path = _template(segments)
+        if "{" not in path:
+            continue  # static paths never reach the tree
+        with contextlib.suppress(ValueError):  # the same method and path twice
+            router.add_route(path, lambda request, n=n, **_: n, [route_method])
+    for segments in paths:
+        path = "/" + "/".join(segments)
+        expected = kestrel.routing._walk(router.tree, path[1:].split("/"), 0, [], method, [])
+        try:
+            got = router.match_parameters(method, path)
+        except (kestrel.routing.NotFound, kestrel.routing.MethodNotAllowed):
+            assert expected is None
+            continue
+        assert expected is not None
+        assert got[0] is expected[0] and got[1] == expected[1]
