@@ -5,7 +5,10 @@ cdef class RequestHead:
     cdef readonly str method
     cdef readonly bytes target
     cdef readonly str http_version
-    cdef readonly list headers
+    # The header fields packed by the parser (see parser.pxi); `headers` builds the list of
+    # (name, value) pairs from them on first use and keeps it in _headers.
+    cdef bytes _fields
+    cdef list _headers
     cdef readonly bint keep_alive
     cdef readonly long long content_length
     cdef readonly bint chunked
@@ -29,7 +32,9 @@ cdef class HttpParser:
 
     # Per-message state, reset by _begin_message().
     cdef readonly RequestHead head
-    cdef list headers
+    cdef char* fields_buf             # this head's fields, packed (PyMem; freed at its end)
+    cdef Py_ssize_t fields_len
+    cdef Py_ssize_t fields_cap
     cdef list _trailers
     cdef Py_ssize_t start_line_bytes  # leading empty lines + request line
     cdef Py_ssize_t field_bytes       # header (or trailer) section bytes so far
@@ -79,6 +84,9 @@ cdef class HttpParser:
     cdef int _dispatch_line(self, const char* line, Py_ssize_t length) except -1
     cdef int _request_line(self, const char* line, Py_ssize_t length) except -1
     cdef int _field_line(self, const char* line, Py_ssize_t length, bint trailer) except -1
+    cdef int _store_field(self, int known, const unsigned char* name, Py_ssize_t name_len,
+                          const unsigned char* value, Py_ssize_t value_len) except -1
+    cdef void _release_fields(self) noexcept
     cdef int _end_of_head(self) except -1
     cdef int _chunk_size_line(self, const char* line, Py_ssize_t length) except -1
     cdef int _content_length(self, const unsigned char* value, Py_ssize_t length) noexcept

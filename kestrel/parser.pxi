@@ -8,18 +8,21 @@
 # feed()/next_event()).
 #
 # Everything up to the body is line-oriented. A line is processed as soon as its LF is
-# present; its Python objects (method, target, each (name, value) pair) are made right then,
-# so nothing but the current unfinished line is ever carried between calls. That partial line
+# present: the request line's objects (method, target) are made right then, and each header
+# field is validated, acted on (framing, Host, Connection...) and copied, its name
+# lowercased, into fields_buf. At the end of the head that buffer becomes one bytes object of
+# the RequestHead, whose (name, value) pairs are built only when something reads
+# head.headers: a request whose handler never looks at its headers costs one allocation for
+# all of them, not a tuple and one or two bytes objects each. The current unfinished line
 # lives in line_buf and may never grow past the limit that applies to it (request line,
 # remaining header budget, chunk-size line), which is how a 10 MB header is refused after
-# 32 KiB instead of being buffered.
+# 32 KiB instead of being buffered; fields_buf is bounded by the same header budget.
 #
 # Body bytes are never copied by the parser: EV_BODY points into the caller's buffer.
 #
 # In `cython -a`, the only Python API on the per-request path is making the objects the server
-# is handed: the target and value bytes, lowercased names not in KNOWN_NAMES, the
-# (name, value) tuples and their list, and the RequestHead (plus the reference counting of
-# the functions that hold them). Scanning, validation and framing are plain C; method names,
+# is handed: the target bytes, the packed fields' bytes and the RequestHead (plus the
+# reference counting of the functions that hold them). Scanning, validation and framing are plain C; method names,
 # versions and common header names are shared objects.
 #
 # Invariants
@@ -35,6 +38,39 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.ref cimport PyObject
 from libc.string cimport memchr, memcmp, memcpy
+
+
+# One header field in a packed section (HttpParser.fields_buf, RequestHead._fields): this
+# record, then the lowercased name (none for a name in KNOWN_NAMES: `known` says which),
+# then the value.
+cdef struct FieldRecord:
+    Py_ssize_t name_len
+    Py_ssize_t value_len
+    Py_ssize_t known                  # index in KNOWN_OBJECTS, or -1
+
+
+cdef list _unpack_fields(bytes fields):
+    """[(name, value), ...] from a packed header section."""
+    cdef list headers = []
+    cdef const char* data
+    cdef Py_ssize_t size, position = 0
+    cdef FieldRecord record
+    if fields is None:
+        return headers
+    data = PyBytes_AS_STRING(fields)
+    size = PyBytes_GET_SIZE(fields)
+    while position < size:
+        memcpy(&record, data + position, sizeof(FieldRecord))
+        position += sizeof(FieldRecord)
+        if record.known >= 0:
+            name = <bytes>KNOWN_OBJECTS[record.known]
+        else:
+            name = PyBytes_FromStringAndSize(data + position, record.name_len)
+            position += record.name_len
+        value = PyBytes_FromStringAndSize(data + position, record.value_len)
+        position += record.value_len
+        headers.append((name, value))
+    return headers
 
 import enum
 
@@ -274,6 +310,13 @@ cdef class RequestHead:
         if KESTREL_DEBUG:
             _debug_count("request_head_free", 1)
 
+    @property
+    def headers(self):
+        """[(lowercased name, value), ...] in the order received; built on first use."""
+        if self._headers is None:
+            self._headers = _unpack_fields(self._fields)
+        return self._headers
+
     def __repr__(self):
         return (f"RequestHead(method={self.method!r}, target={self.target!r}, "
                 f"http_version={self.http_version!r}, headers={self.headers!r}, "
@@ -289,6 +332,9 @@ cdef class HttpParser:
         self.line_buf = NULL
         self.line_len = 0
         self.line_cap = 0
+        self.fields_buf = NULL
+        self.fields_len = 0
+        self.fields_cap = 0
         self.pending = []
         if KESTREL_DEBUG:
             _debug_count("parser_alloc", 1)
@@ -319,12 +365,13 @@ cdef class HttpParser:
             PyMem_Free(self.line_buf)
             if KESTREL_DEBUG:
                 _debug_count("line_buffer_free", 1)
+        self._release_fields()
         if KESTREL_DEBUG:
             _debug_count("parser_free", 1)
 
     cdef void _begin_message(self) noexcept:
         # head and _trailers stay readable until the next request line replaces them.
-        self.headers = None
+        self.fields_len = 0
         self.start_line_bytes = 0
         self.field_bytes = 0
         self.field_count = 0
@@ -662,16 +709,56 @@ cdef class HttpParser:
         head.method = method
         head.target = PyBytes_FromStringAndSize(line + target_start, target_end - target_start)
         head.http_version = V_10 if self.http_minor == 0 else V_11
-        self.headers = []
+        self.fields_len = 0
         self.head = head
         self._trailers = None
         self.state = S_HEADERS
         return EV_NEED_DATA
 
+    cdef int _store_field(self, int known, const unsigned char* name, Py_ssize_t name_len,
+                          const unsigned char* value, Py_ssize_t value_len) except -1:
+        """Append one field to fields_buf (see FieldRecord)."""
+        cdef FieldRecord record
+        cdef Py_ssize_t needed, capacity, j
+        cdef char* grown
+        cdef char* out
+        record.name_len = 0 if known >= 0 else name_len
+        record.value_len = value_len
+        record.known = known
+        needed = self.fields_len + <Py_ssize_t>sizeof(FieldRecord) + record.name_len + value_len
+        if needed > self.fields_cap:
+            capacity = max(needed, 2 * self.fields_cap, 256)
+            grown = <char*>PyMem_Realloc(self.fields_buf, capacity)
+            if grown == NULL:
+                raise MemoryError()
+            if KESTREL_DEBUG and self.fields_buf == NULL:
+                _debug_count("fields_buffer_alloc", 1)
+            self.fields_buf = grown
+            self.fields_cap = capacity
+        out = self.fields_buf + self.fields_len
+        memcpy(out, &record, sizeof(FieldRecord))
+        out += sizeof(FieldRecord)
+        for j in range(record.name_len):
+            out[j] = LOWER[name[j]]
+        out += record.name_len
+        memcpy(out, value, value_len)
+        self.fields_len = needed
+        return 0
+
+    cdef void _release_fields(self) noexcept:
+        """Free fields_buf: an idle connection holds no header memory."""
+        if self.fields_buf != NULL:
+            PyMem_Free(self.fields_buf)
+            self.fields_buf = NULL
+            self.fields_cap = 0
+            if KESTREL_DEBUG:
+                _debug_count("fields_buffer_free", 1)
+        self.fields_len = 0
+
     cdef int _field_line(self, const char* line, Py_ssize_t length, bint trailer) except -1:
         """One header (or trailer) field line, CRLF already removed."""
         cdef const unsigned char* p = <const unsigned char*>line
-        cdef Py_ssize_t i = 0, j, value_start, value_end
+        cdef Py_ssize_t i = 0, j, value_start, value_end, name_len
         cdef int known
         cdef bytes name
         cdef char* out
@@ -683,13 +770,7 @@ cdef class HttpParser:
         if i == 0 or i == length or p[i] != b':':
             return self._fail(R_INVALID_HEADER_NAME, "invalid header field name")
         known = _known_name(p, i)
-        if known >= 0:
-            name = <bytes>KNOWN_OBJECTS[known]
-        else:
-            name = PyBytes_FromStringAndSize(NULL, i)
-            out = PyBytes_AS_STRING(name)
-            for j in range(i):
-                out[j] = LOWER[p[j]]
+        name_len = i
         i += 1
         while i < length and _is_ows(p[i]):
             i += 1
@@ -701,11 +782,18 @@ cdef class HttpParser:
         value_end = length
         while value_end > value_start and _is_ows(p[value_end - 1]):
             value_end -= 1
-        value = PyBytes_FromStringAndSize(line + value_start, value_end - value_start)
         if trailer:
+            if known >= 0:
+                name = <bytes>KNOWN_OBJECTS[known]
+            else:
+                name = PyBytes_FromStringAndSize(NULL, name_len)
+                out = PyBytes_AS_STRING(name)
+                for j in range(name_len):
+                    out[j] = LOWER[p[j]]
+            value = PyBytes_FromStringAndSize(line + value_start, value_end - value_start)
             self._trailers.append((name, value))
             return EV_NEED_DATA
-        self.headers.append((name, value))
+        self._store_field(known, p, name_len, p + value_start, value_end - value_start)
         if 0 <= known < H_UPGRADE:
             # KNOWN_NAMES starts with the names the parser acts on, in HeaderId order.
             known += 1
@@ -831,7 +919,9 @@ cdef class HttpParser:
         else:
             self.keep_alive = self.conn_keep_alive and not self.conn_close
         self.upgrade = self.is_connect or (self.conn_upgrade and self.has_upgrade_header)
-        head.headers = self.headers
+        if self.fields_len:
+            head._fields = PyBytes_FromStringAndSize(self.fields_buf, self.fields_len)
+        self._release_fields()
         head.keep_alive = self.keep_alive
         # CONNECT has no content whatever its headers say (RFC 9110 §9.3.6).
         head.content_length = (-1 if self.has_transfer_encoding or self.is_connect

@@ -152,11 +152,13 @@ def test_debug_build_counters_balance(tmp_path: Path) -> None:
     assert report["events"] > 1000
     assert report["responses"] == 20 * 9
     # Every object the core manages was freed: parsers (the table workload's and one per
-    # connection), request heads, line buffers, connections, requests, bodies and pipes.
+    # connection), request heads, line and header-field buffers, connections, requests,
+    # bodies and pipes.
     for name in (
         "parser",
         "request_head",
         "line_buffer",
+        "fields_buffer",
         "connection",
         "request",
         "request_body",
