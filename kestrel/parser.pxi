@@ -37,6 +37,7 @@
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.ref cimport PyObject
+from libc.stdint cimport uint64_t
 from libc.string cimport memchr, memcmp, memcpy
 
 
@@ -261,6 +262,24 @@ cdef inline bint _equals_lower(const unsigned char* p, Py_ssize_t n, const char*
         if LOWER[p[i]] != <unsigned char>lower[i]:
             return False
     return True
+
+cdef inline Py_ssize_t _skip_plain_value_bytes(const unsigned char* p, Py_ssize_t i,
+                                                Py_ssize_t length) noexcept:
+    """Skip 8 bytes at a time while none is a control character (< 0x20, or DEL): such
+    bytes are field-vchar, SP or obs-text, all valid in a field value. Stops before the first
+    word holding one (an HTAB, valid, included); the byte loop takes it from there."""
+    cdef uint64_t word, flipped
+    while i + 8 <= length:
+        memcpy(&word, p + i, 8)
+        flipped = word ^ 0x7f7f7f7f7f7f7f7fULL
+        # "Has a byte below 0x20" and "has a zero byte (here: a DEL)", exact as booleans
+        # (Bit Twiddling Hacks, hasless / haszero).
+        if (((word - 0x2020202020202020ULL) & ~word)
+                | ((flipped - 0x0101010101010101ULL) & ~flipped)) & 0x8080808080808080ULL:
+            break
+        i += 8
+    return i
+
 
 cdef inline bint _is_ows(unsigned char c) noexcept:
     return c == 32 or c == 9
@@ -775,6 +794,7 @@ cdef class HttpParser:
         while i < length and _is_ows(p[i]):
             i += 1
         value_start = i
+        i = _skip_plain_value_bytes(p, i, length)
         while i < length and VALUE_CHAR[p[i]]:
             i += 1
         if i != length:

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kestrel._core import (
     CLOSED,
@@ -1252,3 +1254,29 @@ def test_trailers_belong_to_their_message() -> None:
     events = parse_all(parser, [raw + NEXT_REQUEST])
     assert events == [CHUNKED_POST, trailers((b"x-t", b"1")), END, *NEXT_EVENTS]
     assert parser.trailers == []
+
+
+# ---- Field values: the 8-bytes-at-a-time skip agrees with the byte table.
+
+_FIELD_VALUE_BYTES = {9, *range(32, 127), *range(128, 256)}  # RFC 9110 §5.5 (+ HTAB, SP)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.integers(33, 126), st.sampled_from([9, 32, 0x7F, 0x80, 0xFF, 0, 8, 31])),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_field_values_are_accepted_exactly_when_every_byte_is_allowed(codes: list[int]) -> None:
+    value = bytes(codes).strip(b" \t") or b"x"
+    parser = HttpParser()
+    parser.feed(b"GET / HTTP/1.1\r\nHost: a\r\nX-Value: " + value + b"\r\n\r\n")
+    if all(byte in _FIELD_VALUE_BYTES for byte in value):
+        head = parser.next_event()
+        assert isinstance(head, RequestHead)
+        assert head.headers == [(b"host", b"a"), (b"x-value", value)]
+    else:
+        with pytest.raises(HttpParseError, match="INVALID_HEADER_VALUE"):
+            parser.next_event()
