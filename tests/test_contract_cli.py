@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from processes import cli_server
 from test_contract import PROMETHEUS_LINE, Client, request
 
 from kestrel.cli import build_parser, main
@@ -116,41 +117,12 @@ def test_bad_value_exits_2_from_the_command_line() -> None:
 # ---- A real process.
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextmanager
 def cli_process(tmp_path: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
     (tmp_path / "contract_app.py").write_text(APP)
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kestrel", "contract_app:app", "--port", str(port), *args],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"kestrel exited {process.returncode}: {process.stderr}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except ConnectionRefusedError:
-                assert time.monotonic() < deadline, "the server did not start within 10 s"
-                time.sleep(0.05)
-        yield process, port
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with cli_server("contract_app:app", *args, cwd=tmp_path, env=env) as started:
+        yield started
 
 
 def prometheus(client: Client) -> dict[str, float]:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import processes
 import pytest
 
 from kestrel import ClientDisconnect, Response, Server, serve_in_thread
@@ -1255,48 +1256,19 @@ def test_serve_in_thread_on_a_busy_port_raises() -> None:
 # ---- The CLI: python -m kestrel MODULE:ATTR.
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
-def cli_server(*args: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+def cli_server(*args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
     """`python -m kestrel examples.hello:app --port N *args`, answering requests."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kestrel", "examples.hello:app", "--port", str(port), *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            if process.poll() is not None:
-                _, stderr = process.communicate()
-                raise AssertionError(f"kestrel exited {process.returncode}: {stderr!r}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S).close()
-                break
-            except ConnectionRefusedError:
-                assert time.monotonic() < deadline, "the CLI server did not start in 10 s"
-                time.sleep(0.05)
-        yield process, port
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
+    with processes.cli_server("examples.hello:app", *args, cwd=ROOT) as started:
+        yield started
 
 
-def stop_cli(process: subprocess.Popen[bytes]) -> str:
+def stop_cli(process: subprocess.Popen[str]) -> str:
     """SIGTERM; the process must exit 0 within 5 s. Returns its stderr."""
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=TIMEOUT_S)
     assert process.returncode == 0, stderr
-    return stderr.decode()
+    return stderr
 
 
 def test_cli_serves_the_app_and_exits_0_on_sigterm() -> None:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from processes import free_port, wait_until_listening
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,13 +65,6 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def descriptor_limit(wanted: int) -> tuple[int, int]:
     """(soft, hard) RLIMIT_NOFILE with the soft limit raised towards `wanted`."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -96,15 +90,7 @@ def kestrel_server(tmp_path: Path) -> Iterator[int]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     process = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=log, env=env)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            assert process.poll() is None, (tmp_path / "server.log").read_text()
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except ConnectionRefusedError:
-                assert time.monotonic() < deadline, "the server did not start in 10 s"
-                time.sleep(0.05)
+        wait_until_listening(process, port, (tmp_path / "server.log").read_text)
         yield port
     finally:
         process.terminate()

@@ -1,0 +1,64 @@
+"""kestrel as a real process, for the tests that need one: a free port, waiting until a
+started server answers, and the CLI started on a port and stopped afterwards."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+START_TIMEOUT_S = 10.0
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 nobody listens on (the kernel's pick, released again)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_until_listening(
+    process: subprocess.Popen[Any], port: int, why_not: Callable[[], str]
+) -> None:
+    """Return once `port` accepts connections; fail with why_not() if `process` exits first
+    or the port stays closed for START_TIMEOUT_S."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"kestrel exited {process.returncode}: {why_not()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except ConnectionRefusedError:
+            assert time.monotonic() < deadline, f"kestrel did not listen within {START_TIMEOUT_S} s"
+            time.sleep(0.05)
+
+
+@contextmanager
+def cli_server(
+    app: str, *args: str, cwd: Path, env: Mapping[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`python -m kestrel APP --port N ARGS` in `cwd`, once it listens; killed on the way out
+    if it is still running. Its stdout and stderr are pipes (text)."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kestrel", app, "--port", str(port), *args],
+        cwd=cwd,
+        env=None if env is None else dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until_listening(process, port, lambda: process.communicate()[1])
+        yield process, port
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
