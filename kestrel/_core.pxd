@@ -212,6 +212,7 @@ cdef class HttpServer:
     cdef OutputBuffer out
     cdef bytes date_line
     cdef bytes server_line
+    cdef bytes common_lines           # date_line + server_line: on every response
     cdef bint access_log
     cdef list listeners
     cdef set connections

@@ -1082,9 +1082,7 @@ cdef class Connection(EpollHandler):
                            or (not self.message_complete and not request._body_complete()
                                and _unread_body_closes(self, request)))
         out.append_bytes(_status_line(status))
-        out.append_bytes(server.date_line)
-        if server.server_line is not None:
-            out.append_bytes(server.server_line)
+        out.append_bytes(server.common_lines)
         if content_type is not None:
             out.append(b"content-type: ", 14)
             out.append_bytes(content_type if type(content_type) is bytes
@@ -1141,9 +1139,7 @@ cdef class Connection(EpollHandler):
             return
         body = REASON_PHRASES.get(status, b"Bad Request")
         out.append_bytes(_status_line(status))
-        out.append_bytes(server.date_line)
-        if server.server_line is not None:
-            out.append_bytes(server.server_line)
+        out.append_bytes(server.common_lines)
         out.append(b"content-type: text/plain; charset=utf-8\r\n", 41)
         out.append_content_length(len(body))
         out.append(b"connection: close\r\n\r\n", 21)

@@ -15,19 +15,21 @@ import os
 import re
 
 REASON_PHRASES = {s.value: s.phrase.encode("latin-1") for s in http.HTTPStatus}
-cdef dict _STATUS_LINES = {}
+cdef dict _STATUS_LINES = {}  # status -> its line; keeps the lines _STATUS_LINE_AT points to
+cdef PyObject* _STATUS_LINE_AT[1000]  # the same, by index, without a dict lookup per response
 
 cdef bytes _status_line(int status):
     # A server answers with its own version, HTTP/1.1, also to HTTP/1.0 clients (RFC 9110
     # §2.5).
-    line = _STATUS_LINES.get(status)
-    if line is None:
-        if not 100 <= status <= 999:
-            raise ValueError(f"invalid HTTP status {status}")
-        phrase = REASON_PHRASES.get(status, b"")
-        line = b"HTTP/1.1 %d %s\r\n" % (status, phrase)
-        _STATUS_LINES[status] = line
-    return <bytes>line
+    if not 100 <= status <= 999:
+        raise ValueError(f"invalid HTTP status {status}")
+    if _STATUS_LINE_AT[status] != NULL:
+        return <bytes>_STATUS_LINE_AT[status]
+    phrase = REASON_PHRASES.get(status, b"")
+    line = b"HTTP/1.1 %d %s\r\n" % (status, phrase)
+    _STATUS_LINES[status] = line
+    _STATUS_LINE_AT[status] = <PyObject*>line
+    return line
 
 
 cdef class OutputBuffer:
@@ -78,18 +80,22 @@ cdef class OutputBuffer:
                 break
         return self.append(digits + i, 24 - i)
 
+    @cython.cdivision(True)
     cdef int append_content_length(self, Py_ssize_t value) except -1:
-        cdef char digits[24]
-        cdef int i = 24
-        if value == 0:
-            return self.append(b"content-length: 0\r\n", 19)
-        while value > 0:
+        """The whole field line in one append; value >= 0."""
+        cdef char line[48]
+        cdef int i = 46
+        line[46] = 13
+        line[47] = 10
+        while True:
             i -= 1
-            digits[i] = <char>(48 + value % 10)
+            line[i] = <char>(48 + value % 10)
             value //= 10
-        self.append(b"content-length: ", 16)
-        self.append(digits + i, 24 - i)
-        return self.append(b"\r\n", 2)
+            if value == 0:
+                break
+        i -= 16
+        memcpy(line + i, b"content-length: ", 16)
+        return self.append(line + i, 48 - i)
 
 
 cdef object _mutable_headers(headers):
@@ -511,6 +517,7 @@ cdef class HttpServer:
         date_line = ("date: " + email.utils.formatdate(usegmt=True) + "\r\n").encode()
         if date_line != self.date_line:
             self.date_line = date_line
+            self.common_lines = date_line + (self.server_line or b"")
         for connection in list(self.connections):
             try:
                 connection._check_contract(now)
