@@ -779,6 +779,18 @@ cdef class Connection(EpollHandler):
         if response._headers:
             headers.extend(_header_items(response._headers))
         status = response.status
+        if status == 200:
+            condition = _file_precondition(request, etag, <long long>info.st_mtime)
+            if condition:
+                # 304 carries the validators and the response's own headers, and no body;
+                # 412 is an error, with the usual small text body.
+                os.close(fd)
+                if condition == 304:
+                    self._write_response(request, 304, headers, b"", None)
+                else:
+                    self._write_response(request, 412, None, b"Precondition Failed",
+                                         b"text/plain; charset=utf-8")
+                return False
         first, length = 0, size
         span = _file_range(request, size, etag, last_modified) if status == 200 else None
         if span == -1:

@@ -170,7 +170,10 @@ cdef class FileResponse(BaseResponse):
     404. Accept-Ranges, Last-Modified and an ETag are sent; a Range asking for one satisfiable
     range gets 206 with Content-Range, an unsatisfiable one 416, and several ranges the whole
     file (RFC 9110 §14.2 lets a server ignore Range). If-Range that does not match sends the
-    whole file.
+    whole file. Conditional requests are answered as RFC 9110 §13.2.2 orders them: a failed
+    If-Match or If-Unmodified-Since is 412; a matching If-None-Match, or an If-Modified-Since
+    the file is not newer than, is 304 for GET and HEAD (a matching If-None-Match is 412 for
+    other methods).
     """
 
     def __init__(self, path, int status=200, headers=None, content_type=None,
@@ -190,6 +193,69 @@ cdef class FileResponse(BaseResponse):
 
 
 cdef object _RANGE = re.compile(r"bytes=(\d*)-(\d*)\Z")
+
+
+cdef frozenset _CONDITIONAL_FIELDS = frozenset(
+    (b"if-match", b"if-none-match", b"if-modified-since", b"if-unmodified-since"))
+
+
+cdef bint _etag_listed(str field, str etag, bint weak):
+    """Does an If-Match / If-None-Match field value list `etag` (or say "*")? Weak comparison
+    ignores a W/ prefix on either side; strong comparison never matches a weak tag (RFC 9110
+    §8.8.3.2)."""
+    for candidate in field.split(","):
+        candidate = candidate.strip()
+        if candidate == "*":
+            return True
+        if weak:
+            if candidate.startswith("W/"):
+                candidate = candidate[2:]
+        elif candidate.startswith("W/"):
+            continue
+        if candidate == etag:
+            return True
+    return False
+
+
+cdef object _http_date(str value):
+    """An HTTP-date as a POSIX timestamp, or None if it is not one."""
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+cdef int _file_precondition(Request request, str etag, long long modified):
+    """The status the conditional headers of a file request ask for instead of sending it:
+    304 (not modified), 412 (precondition failed), or 0 to go on. RFC 9110 §13.2.2's order:
+    If-Match, else If-Unmodified-Since; then If-None-Match, else If-Modified-Since (GET and
+    HEAD only). `modified` is the file's mtime in whole seconds, an HTTP-date's precision."""
+    cdef dict fields = {}
+    for name, value in request.head.headers:
+        if name in _CONDITIONAL_FIELDS:
+            text = value.decode("latin-1")
+            if name not in fields:
+                fields[name] = text
+            elif name.endswith(b"match"):
+                fields[name] += "," + text  # repeated list fields combine (RFC 9110 §5.3)
+    if not fields:
+        return 0
+    cdef bint safe = request.head.method is M_GET or request.head.method is M_HEAD
+    if b"if-match" in fields:
+        if not _etag_listed(fields[b"if-match"], etag, False):
+            return 412
+    elif b"if-unmodified-since" in fields:
+        limit = _http_date(fields[b"if-unmodified-since"])
+        if limit is not None and modified > limit:
+            return 412
+    if b"if-none-match" in fields:
+        if _etag_listed(fields[b"if-none-match"], etag, True):
+            return 304 if safe else 412
+    elif safe and b"if-modified-since" in fields:
+        since = _http_date(fields[b"if-modified-since"])
+        if since is not None and modified <= since:
+            return 304
+    return 0
 
 
 cdef object _file_range(Request request, long long size, str etag, str last_modified):

@@ -8,6 +8,7 @@ tested against real loopback servers with http.client, httpx and curl.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import hashlib
 import http.client
 import json
@@ -495,7 +496,7 @@ def file_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[kest
     (root / "empty.bin").write_bytes(b"")
     app = App()
 
-    @app.get("/files/{name}")
+    @app.route("/files/{name}", methods=["GET", "POST"])
     async def files(request: Request, name: str) -> FileResponse:
         return FileResponse(root / name)
 
@@ -614,6 +615,65 @@ def test_file_response_ranges_ignored_or_conditional(
         server.port, "GET", "/files/small.txt", {"Range": "bytes=0-3", "If-Range": '"stale"'}
     )
     assert (status, body) == (200, SMALL)
+
+
+def test_file_response_conditional_requests(file_server: tuple[kestrel.Server, Path]) -> None:
+    # RFC 9110 §13.2.2: If-Match, else If-Unmodified-Since (412); then If-None-Match, else
+    # If-Modified-Since (304 for GET and HEAD).
+    server, _ = file_server
+    _, headers, _ = fetch(server.port, "HEAD", "/files/small.txt")
+    etag, last_modified = headers["etag"], headers["last-modified"]
+    modified = email.utils.parsedate_to_datetime(last_modified).timestamp()
+    earlier = email.utils.formatdate(modified - 3600, usegmt=True)
+    later = email.utils.formatdate(modified + 3600, usegmt=True)
+    cases: list[tuple[dict[str, str], int]] = [
+        ({"If-None-Match": etag}, 304),
+        ({"If-None-Match": f'"other", {etag}'}, 304),
+        ({"If-None-Match": f"W/{etag}"}, 304),  # weak comparison
+        ({"If-None-Match": "*"}, 304),
+        ({"If-None-Match": '"other"'}, 200),
+        ({"If-Modified-Since": last_modified}, 304),
+        ({"If-Modified-Since": later}, 304),
+        ({"If-Modified-Since": earlier}, 200),
+        ({"If-Modified-Since": "not a date"}, 200),
+        ({"If-None-Match": '"other"', "If-Modified-Since": last_modified}, 200),
+        ({"If-Match": etag}, 200),
+        ({"If-Match": "*"}, 200),
+        ({"If-Match": '"other"'}, 412),
+        ({"If-Match": f"W/{etag}"}, 412),  # strong comparison
+        ({"If-Unmodified-Since": earlier}, 412),
+        ({"If-Unmodified-Since": last_modified}, 200),
+        ({"If-Unmodified-Since": "not a date"}, 200),
+        ({"If-Match": '"other"', "If-None-Match": etag}, 412),  # If-Match is first
+    ]
+    for method in ("GET", "HEAD"):
+        for request_headers, expected in cases:
+            status, headers, body = fetch(server.port, method, "/files/small.txt", request_headers)
+            assert status == expected, (method, request_headers)
+            if expected == 304:
+                assert body == b""
+                assert headers["etag"] == etag and headers["last-modified"] == last_modified
+                assert "content-length" not in headers
+            elif expected == 200:
+                assert body == (SMALL if method == "GET" else b"")
+    # Not GET or HEAD: a matching If-None-Match fails the precondition; If-Modified-Since
+    # does not apply.
+    assert fetch(server.port, "POST", "/files/small.txt", {"If-None-Match": etag})[0] == 412
+    status, _, body = fetch(server.port, "POST", "/files/small.txt", {"If-Modified-Since": later})
+    assert (status, body) == (200, SMALL)
+    # A 304 leaves the connection usable.
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    try:
+        for request_headers, expected_status, expected_body in [
+            ({"If-None-Match": etag}, 304, b""),
+            ({}, 200, SMALL),
+        ]:
+            connection.request("GET", "/files/small.txt", headers=request_headers)
+            response = connection.getresponse()
+            assert (response.status, response.read()) == (expected_status, expected_body)
+            assert not response.will_close
+    finally:
+        connection.close()
 
 
 def test_file_response_keep_alive_after_sendfile(file_server: tuple[kestrel.Server, Path]) -> None:
