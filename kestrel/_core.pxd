@@ -210,9 +210,8 @@ cdef class HttpServer:
     cdef EpollSelector selector
     cdef char* scratch
     cdef OutputBuffer out
-    cdef bytes date_line
     cdef bytes server_line
-    cdef bytes common_lines           # date_line + server_line: on every response
+    cdef bytes common_lines           # the Date line (per heartbeat) + server_line
     cdef bint access_log
     cdef list listeners
     cdef set connections
@@ -292,6 +291,7 @@ cdef class Request:
     cdef int _split_target(self) except -1
     cdef int _start_reading(self) except -1
     cdef RequestBody _body(self)
+    cdef void _fail_body(self, error)
 
     cdef inline bint _body_complete(self):
         """No body, or all of it received."""
@@ -319,13 +319,11 @@ cdef class Connection(EpollHandler):
     cdef long long file_remaining
     # The request contract (issue #5), checked by the server's heartbeat.
     cdef int deadline_kind            # Deadline: what `deadline` is for
-    cdef double deadline              # keep-alive or request-headers deadline (monotonic s)
+    cdef double deadline              # when it passes (monotonic seconds)
     cdef int end_reason               # End, once decided; -1 until then
     cdef bint draining                # discarding the rest of a body the handler left
-    cdef double drain_deadline
     cdef long long drain_left         # bytes the drain may still discard
     cdef bint lingering               # our FIN is sent; discarding input until EOF
-    cdef double linger_deadline
     cdef double write_wait_started    # output has been blocked since (0: not)
     cdef double write_wait_total
     cdef long long write_wait_bytes   # bytes the client took while output was blocked

@@ -60,6 +60,22 @@ class RequestHead:
     upgrade: bool  # CONNECT, or Connection: upgrade + Upgrade
     expect_continue: bool  # Expect: 100-continue
 
+# Default limits (kestrel/consts.pxi, with their precedents); kestrel.Limits uses them.
+DEFAULT_MAX_REQUEST_LINE_SIZE: Final[int]
+DEFAULT_MAX_REQUEST_HEADERS_SIZE: Final[int]
+DEFAULT_MAX_REQUEST_HEADERS: Final[int]
+DEFAULT_MAX_REQUEST_BODY_SIZE: Final[int]
+DEFAULT_MAX_REQUEST_BUFFER_SIZE: Final[int]
+DEFAULT_MAX_RESPONSE_BUFFER_SIZE: Final[int]
+DEFAULT_KEEP_ALIVE_TIMEOUT: Final[float]
+DEFAULT_REQUEST_HEADERS_TIMEOUT: Final[float]
+DEFAULT_MIN_REQUEST_BODY_RATE: Final[float]
+DEFAULT_MIN_RESPONSE_RATE: Final[float]
+DEFAULT_MIN_RATE_GRACE: Final[float]
+DEFAULT_DRAIN_TIMEOUT: Final[float]
+DEFAULT_MAX_DRAIN_SIZE: Final[int]
+DEFAULT_GRACEFUL_TIMEOUT: Final[float]
+
 class _Marker:
     name: str
 

@@ -2,8 +2,8 @@
 
 Each field is also a CLI flag, spelled with dashes (``max_drain_size`` is
 ``--max-drain-size``). Sizes are bytes, times are seconds, rates are bytes per second;
-fractions are allowed for times and rates. The defaults follow ASP.NET Core Kestrel's
-KestrelServerLimits unless noted (precedents in kestrel/consts.pxi).
+fractions are allowed for times and rates. The defaults are the core's (kestrel/consts.pxi,
+each with its precedent: ASP.NET Core Kestrel's KestrelServerLimits unless noted).
 """
 
 from __future__ import annotations
@@ -12,7 +12,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Limits"]
+from kestrel import _core
+
+__all__ = ["DEFAULT_BACKLOG", "Limits"]
+
+DEFAULT_BACKLOG = 2048  # uvicorn's and hypercorn's default; the kernel caps it at somaxconn
+
+# Limits the server applies itself rather than handing to the engine.
+_SERVER_ONLY = frozenset({"backlog", "graceful_timeout"})
 
 
 def _limit(default: Any, help: str, *, zero_disables: bool = False) -> Any:
@@ -24,42 +31,53 @@ class Limits:
     """What one connection or request may take from the server, and for how long."""
 
     max_request_body_size: int = _limit(
-        30_000_000,
+        _core.DEFAULT_MAX_REQUEST_BODY_SIZE,
         "largest request body; a larger Content-Length is refused with 413 "
         "before it is read (routes may override)",
     )
-    max_request_line_size: int = _limit(8192, "longest request line (414)")
-    max_request_headers_size: int = _limit(32768, "largest header section (431)")
-    max_request_headers: int = _limit(100, "most header fields (431)")
+    max_request_line_size: int = _limit(
+        _core.DEFAULT_MAX_REQUEST_LINE_SIZE, "longest request line (414)"
+    )
+    max_request_headers_size: int = _limit(
+        _core.DEFAULT_MAX_REQUEST_HEADERS_SIZE, "largest header section (431)"
+    )
+    max_request_headers: int = _limit(_core.DEFAULT_MAX_REQUEST_HEADERS, "most header fields (431)")
     max_request_buffer_size: int = _limit(
-        1 << 20, "input held per connection before reading pauses (resumes at half)"
+        _core.DEFAULT_MAX_REQUEST_BUFFER_SIZE,
+        "input held per connection before reading pauses (resumes at half)",
     )
     max_response_buffer_size: int = _limit(
-        64 << 10, "unsent output per connection before a writer waits (resumes at half)"
+        _core.DEFAULT_MAX_RESPONSE_BUFFER_SIZE,
+        "unsent output per connection before a writer waits (resumes at half)",
     )
-    keep_alive_timeout: float = _limit(130.0, "idle time before a keep-alive connection closes")
+    keep_alive_timeout: float = _limit(
+        _core.DEFAULT_KEEP_ALIVE_TIMEOUT, "idle time before a keep-alive connection closes"
+    )
     request_headers_timeout: float = _limit(
-        30.0, "time for a request head to arrive, from its first byte (then 408)"
+        _core.DEFAULT_REQUEST_HEADERS_TIMEOUT,
+        "time for a request head to arrive, from its first byte (then 408)",
     )
     min_request_body_rate: float = _limit(
-        240.0,
+        _core.DEFAULT_MIN_REQUEST_BODY_RATE,
         "slowest request body accepted, counted only while the handler waits for it (then 408)",
         zero_disables=True,
     )
     min_response_rate: float = _limit(
-        240.0,
+        _core.DEFAULT_MIN_RESPONSE_RATE,
         "slowest client read of a response, counted only while output is blocked "
         "(then the connection is aborted)",
         zero_disables=True,
     )
-    min_rate_grace: float = _limit(5.0, "time before the minimum rates apply")
+    min_rate_grace: float = _limit(
+        _core.DEFAULT_MIN_RATE_GRACE, "time before the minimum rates apply"
+    )
     drain_timeout: float = _limit(
-        5.0,
+        _core.DEFAULT_DRAIN_TIMEOUT,
         "time to drain a body the handler left unread before closing instead",
         zero_disables=True,
     )
     max_drain_size: int = _limit(
-        256 << 10,
+        _core.DEFAULT_MAX_DRAIN_SIZE,
         "most bytes of an unread body drained to keep the connection (Go's "
         "net/http drains 256 KiB)",
         zero_disables=True,
@@ -67,9 +85,10 @@ class Limits:
     max_connections: int = _limit(
         0, "most open connections; further ones wait in the listen backlog", zero_disables=True
     )
-    backlog: int = _limit(2048, "listen backlog (the kernel caps it at somaxconn)")
+    backlog: int = _limit(DEFAULT_BACKLOG, "listen backlog (the kernel caps it at somaxconn)")
     graceful_timeout: float = _limit(
-        30.0, "on SIGTERM/SIGINT, time for requests in flight to finish"
+        _core.DEFAULT_GRACEFUL_TIMEOUT,
+        "on SIGTERM/SIGINT, time for requests in flight to finish",
     )
 
     def __post_init__(self) -> None:
@@ -93,18 +112,7 @@ class Limits:
     def engine_options(self) -> dict[str, Any]:
         """Keyword arguments for the engine (kestrel._core.HttpServer)."""
         return {
-            "max_request_line_size": self.max_request_line_size,
-            "max_request_headers_size": self.max_request_headers_size,
-            "max_request_headers": self.max_request_headers,
-            "max_request_body_size": self.max_request_body_size,
-            "max_request_buffer_size": self.max_request_buffer_size,
-            "max_response_buffer_size": self.max_response_buffer_size,
-            "keep_alive_timeout": self.keep_alive_timeout,
-            "request_headers_timeout": self.request_headers_timeout,
-            "min_request_body_rate": self.min_request_body_rate,
-            "min_response_rate": self.min_response_rate,
-            "min_rate_grace": self.min_rate_grace,
-            "drain_timeout": self.drain_timeout,
-            "max_drain_size": self.max_drain_size,
-            "max_connections": self.max_connections,
+            spec.name: getattr(self, spec.name)
+            for spec in dataclasses.fields(self)
+            if spec.name not in _SERVER_ONLY
         }

@@ -444,6 +444,12 @@ cdef class Request:
             self.body_stream = body
         return body
 
+    cdef void _fail_body(self, error):
+        """Make the handler's next body read raise `error` (a request without a body stream
+        has nothing left to read, so nothing to fail)."""
+        if self.body_stream is not None:
+            self.body_stream.fail(error)
+
     cdef int _start_reading(self) except -1:
         cdef RequestBody body = self._body()
         if body.read_all:
@@ -661,6 +667,7 @@ cdef class Connection(EpollHandler):
                     self.current.body_stream.finish()
                 elif self.draining:
                     self.draining = False
+                    self.deadline_kind = DL_NONE  # _update_deadline arms the idle one
                     self.server.drained_bodies += 1
             elif event == EV_PAUSED:
                 # Connection: close, HTTP/1.0, or an upgrade kestrel does not perform: what
@@ -1146,7 +1153,7 @@ cdef class Connection(EpollHandler):
         if self.handler_running:
             # A framing error or limit in the body of a request being handled: the handler's
             # next read raises it; left uncaught, its status is the response (_handler_done).
-            self.current._body().fail(HttpParseError(reason, self.parser.error_detail or ""))
+            self.current._fail_body(HttpParseError(reason, self.parser.error_detail or ""))
             self.close_after_write = True
             return
         body = REASON_PHRASES.get(status, b"Bad Request")
@@ -1258,7 +1265,7 @@ cdef class Connection(EpollHandler):
         self._set_events(self.events & ~(EPOLLIN | EPOLLRDHUP))
         if self.handler_running:
             if not self.message_complete:
-                self.current._body().fail(
+                self.current._fail_body(
                     ClientDisconnect("the client closed the connection mid-body"))
         else:
             self._input_idle()
@@ -1282,7 +1289,8 @@ cdef class Connection(EpollHandler):
 
     cdef void _update_deadline(self):
         """Arm the deadline that applies now: none while a handler runs, the keep-alive
-        timeout while idle, the headers timeout from the first byte of a request."""
+        timeout while idle, the headers timeout from the first byte of a request. (A drain's
+        and a lingering close's deadlines are set by _start_drain and _linger.)"""
         cdef HttpParser parser = self.parser
         if self.closed or self.lingering or self.draining:
             return
@@ -1311,18 +1319,21 @@ cdef class Connection(EpollHandler):
         if self.closed:
             return
         if self.lingering:
-            if now >= self.linger_deadline:
+            if now >= self.deadline:  # DL_LINGER
                 self.close()
             return
-        if self.draining and now >= self.drain_deadline:
-            self.draining = False
-            self._end(END_DRAIN_TIMEOUT)
-            _contract_warning(self, "an unread request body did not finish within the drain "
-                                    "timeout (%gs); closing the connection", server.drain_timeout)
-            self.close_after_write = True
-            self._close_if_done()
-            return
-        if self.deadline_kind != DL_NONE and now >= self.deadline:
+        if self.draining:
+            if now >= self.deadline:  # DL_DRAIN
+                self.draining = False
+                self._end(END_DRAIN_TIMEOUT)
+                _contract_warning(self, "an unread request body did not finish within the "
+                                        "drain timeout (%gs); closing the connection",
+                                  server.drain_timeout)
+                self.close_after_write = True
+                self._close_if_done()
+                return
+        elif ((self.deadline_kind == DL_KEEP_ALIVE or self.deadline_kind == DL_HEADERS)
+                and now >= self.deadline):
             if self.deadline_kind == DL_KEEP_ALIVE:
                 unsent = 0
                 if ioctl(self.fd, SIOCOUTQ, &unsent) == 0 and 0 < unsent and (
@@ -1385,7 +1396,8 @@ cdef class Connection(EpollHandler):
         if self.close_after_write:
             return  # closing anyway (a 408, a rejection, Connection: close): no drain
         self.draining = True
-        self.drain_deadline = _monotonic() + server.drain_timeout
+        self.deadline_kind = DL_DRAIN
+        self.deadline = _monotonic() + server.drain_timeout
         self.drain_left = server.max_drain_size
         self._input_consumed()  # reading may have paused on the body the handler left
         _contract_warning(self, "the handler left the request body unread; draining it (up to "
@@ -1407,8 +1419,8 @@ cdef class Connection(EpollHandler):
         shutdown(self.fd, SHUT_WR)
         self.lingering = True
         self.draining = False
-        self.deadline_kind = DL_NONE
-        self.linger_deadline = _monotonic() + self.server.linger_time
+        self.deadline_kind = DL_LINGER
+        self.deadline = _monotonic() + self.server.linger_time
         if self.held_in is not None:
             self.held_in.clear()
         self.reading_paused = False
@@ -1459,7 +1471,7 @@ cdef class Connection(EpollHandler):
         # The handler, if one runs, is not cancelled (as in ASP.NET Core and uvicorn): its
         # body reads fail with ClientDisconnect and its response is dropped when it ends.
         if self.current is not None and not self.message_complete:
-            self.current._body().fail(ClientDisconnect("the connection was closed"))
+            self.current._fail_body(ClientDisconnect("the connection was closed"))
         waiter = self.drain_waiter
         if waiter is not None:
             self.drain_waiter = None

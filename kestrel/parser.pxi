@@ -22,8 +22,8 @@
 #
 # In `cython -a`, the only Python API on the per-request path is making the objects the server
 # is handed: the target bytes, the packed fields' bytes and the RequestHead (plus the
-# reference counting of the functions that hold them). Scanning, validation and framing are plain C; method names,
-# versions and common header names are shared objects.
+# reference counting of the functions that hold them). Scanning, validation and framing are
+# plain C; method names, versions and common header names are shared objects.
 #
 # Invariants
 # - state == S_ERROR is final; error_reason is set.
@@ -728,7 +728,6 @@ cdef class HttpParser:
         head.method = method
         head.target = PyBytes_FromStringAndSize(line + target_start, target_end - target_start)
         head.http_version = V_10 if self.http_minor == 0 else V_11
-        self.fields_len = 0
         self.head = head
         self._trailers = None
         self.state = S_HEADERS

@@ -580,10 +580,8 @@ cdef class HttpServer:
         connection)."""
         cdef Connection connection
         cdef double now = _monotonic()
-        date_line = ("date: " + email.utils.formatdate(usegmt=True) + "\r\n").encode()
-        if date_line != self.date_line:
-            self.date_line = date_line
-            self.common_lines = date_line + (self.server_line or b"")
+        self.common_lines = (("date: " + email.utils.formatdate(usegmt=True) + "\r\n").encode()
+                             + (self.server_line or b""))
         for connection in list(self.connections):
             try:
                 connection._check_contract(now)
@@ -736,7 +734,7 @@ cdef class HttpServer:
         global _step_task, _step_coro, _step_context, _step_cancelled
         cdef PyObject* sent = NULL
         cdef int how
-        cdef bint cancelled
+        cdef bint cancelled, unkept
         if not FIRST_STEP_WITHOUT_TASK:
             return self._start_task(coro)
         loop = self.loop
@@ -762,21 +760,25 @@ cdef class HttpServer:
             _step_task = _step_coro = _step_context = None
             if PyDict_GetItemWithError(_current_tasks, loop) == <PyObject*>task:
                 PyDict_DelItem(_current_tasks, loop)
+            # Nothing kept this Task (no reference, weak reference or attribute)?
+            unkept = Py_REFCNT(task) == 1 and _task_is_bare(task)
+            if not unkept:
+                # It outlives its step (whether the step returned, raised or suspended): it
+                # answers for itself now.
+                task.kestrel_coro = coro
+                task.kestrel_context = context
         value = <object>sent
         Py_DECREF(value)
         if how == 0:
             self.step_result = value
-            if Py_REFCNT(task) == 1 and _task_is_bare(task):
-                # Nothing kept this Task (no reference, weak reference or attribute): the
-                # next request's first step can use the same object, unallocated anew.
+            if unkept:
+                # The next request's first step can use the same object, unallocated anew.
                 self.spare_task = task
-            else:
-                task.kestrel_coro = coro  # it outlives its step: it answers for itself now
-                task.kestrel_context = context
             return None
         # Suspended on `value`: the Task takes it from here, in the same context.
-        task.kestrel_coro = coro
-        task.kestrel_context = context
+        if unkept:
+            task.kestrel_coro = coro
+            task.kestrel_context = context
         _task_init(task, _Continuation(coro, value), loop=loop, context=context,
                    name=TASK_NAME)
         if cancelled:

@@ -22,14 +22,12 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from kestrel._core import HttpServer, KestrelEventLoop, Request
-from kestrel.config import Limits
+from kestrel.config import DEFAULT_BACKLOG, Limits
 from kestrel.metrics import render_prometheus
 from kestrel.watchdog import DEFAULT_THRESHOLD, Watchdog
 
 # A bare handler the engine calls directly (kestrel._core.Request or a subclass).
 Handler = Callable[[Any], Awaitable[Any]]
-
-DEFAULT_BACKLOG = 2048  # uvicorn's and hypercorn's default; the kernel caps it at somaxconn
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -81,14 +79,12 @@ class Server:
             raise ValueError(f"heartbeat_interval must be more than 0, not {heartbeat_interval!r}")
         self.heartbeat_interval = heartbeat_interval
         self.app = app
-        self.max_request_body_size = self.limits.max_request_body_size
         self.blocking_threshold = blocking_threshold
         self.watchdog: Watchdog | None = None
         self.host = host
         self.port = port
         self.access_log = access_log
         self.server_header = server_header
-        self.backlog = self.limits.backlog
         self.started = threading.Event()
         self._engine: HttpServer | None = None
         self._stop: asyncio.Event | None = None
@@ -124,15 +120,12 @@ class Server:
                 for h in r.handlers.values()
                 if h.max_body_size is not None
             ]
-            parser_limit = (
-                -1
-                if self.max_request_body_size < 0
-                else max([self.max_request_body_size, *route_limits])
-            )
+            parser_limit = max([self.limits.max_request_body_size, *route_limits])
         else:
-            handler, request_class, parser_limit = app, Request, self.max_request_body_size
+            handler, request_class = app, Request
+            parser_limit = self.limits.max_request_body_size
         try:
-            sock = bind_socket(self.host, self.port, self.backlog) if listen else None
+            sock = bind_socket(self.host, self.port, self.limits.backlog) if listen else None
             if sock is not None:
                 self.port = sock.getsockname()[1]
             engine = HttpServer(

@@ -33,6 +33,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+PIPELINE = ROOT / "perf" / "pipeline.lua"
 sys.path.insert(0, str(ROOT / "tests"))
 
 from processes import free_port  # noqa: E402
@@ -48,25 +49,6 @@ BROWSER_HEADERS = {
     "Upgrade-Insecure-Requests": "1",
     "Sec-Fetch-Dest": "document",
 }
-
-WRK_SCRIPT = """\
-init = function(args)
-  local depth = tonumber(args[1]) or 16
-  local headers = {{{headers}}}
-  local r = {{}}
-  for i = 1, depth do
-    r[i] = wrk.format("GET", nil, headers)
-  end
-  req = table.concat(r)
-end
-request = function()
-  return req
-end
-"""
-
-
-def lua_table(headers: dict[str, str]) -> str:
-    return ", ".join(f'["{name}"] = "{value}"' for name, value in headers.items())
 
 
 def wait_for_first_answer(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -122,12 +104,10 @@ def main() -> int:
 
     port = free_port()
     url = f"http://127.0.0.1:{port}{args.path}"
+    headers = BROWSER_HEADERS if args.headers == "browser" else {}
     with tempfile.TemporaryDirectory() as scratch:
         directory = Path(scratch)
         log = directory / "server.log"
-        script = directory / "requests.lua"
-        headers = BROWSER_HEADERS if args.headers == "browser" else {}
-        script.write_text(WRK_SCRIPT.format(headers=lua_table(headers)))
         server = subprocess.Popen(
             [
                 *("valgrind", "--tool=callgrind", f"--callgrind-out-file={directory}/out.%p"),
@@ -147,7 +127,9 @@ def main() -> int:
             wrk = subprocess.run(
                 [
                     *("wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s"),
-                    *("-s", str(script), url, "--", str(args.depth)),
+                    # perf/pipeline.lua repeats wrk's request (-H fields included) depth times.
+                    *(arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")),
+                    *("-s", str(PIPELINE), url, "--", str(args.depth)),
                 ],
                 capture_output=True,
                 text=True,

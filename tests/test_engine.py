@@ -887,6 +887,23 @@ def test_a_first_step_task_is_reused_only_when_nothing_kept_it() -> None:
     assert seen["/after-attribute:attribute"] is None
 
 
+def test_a_first_step_task_kept_by_a_handler_that_raised_answers_for_itself() -> None:
+    kept: list[tuple[asyncio.Task[Any], Any]] = []
+
+    async def app(request: Request) -> str:
+        task = asyncio.current_task()
+        assert task is not None
+        kept.append((task, task.get_coro()))
+        raise RuntimeError("the step fails after its task was kept")
+
+    with serve_in_thread(app) as server:
+        assert http_request(server.port, "/").status == 500
+        assert http_request(server.port, "/").status == 500
+    (first, first_coro), (second, second_coro) = kept
+    assert first is not second
+    assert first.get_coro() is first_coro and second.get_coro() is second_coro
+
+
 def test_a_request_without_a_body_still_streams_and_reports_its_limit() -> None:
     # A request without a body gets no body stream unless it asks: then an empty one.
     async def app(request: Request) -> str:
