@@ -49,7 +49,7 @@ from kestrel._core import (
 )
 from kestrel.exceptions import HTTPException
 from kestrel.request import BadRequest, Request
-from kestrel.response import json_response
+from kestrel.response import JSON, json_dumps, json_response
 from kestrel.routing import MethodNotAllowed, NotFound, Router
 
 log = logging.getLogger("kestrel.app")
@@ -200,11 +200,11 @@ class App(Router):
             # Uploads spooled to temporary files are closed once the handler is done with
             # them, so a handler that forgets to close its form does not leak descriptors.
             await request._form.aclose()
-        if self._convert:
-            return result if type(result) is Response else to_response(result)
+        if type(result) is Response:
+            return result
         if type(result) is dict or type(result) is list:
-            return to_response(result)
-        return result
+            return Response(json_dumps(result), 200, None, JSON)
+        return to_response(result) if self._convert else result
 
     async def _handle_exception(self, request: Request, exc: Exception) -> Any:
         for kind in type(exc).__mro__:

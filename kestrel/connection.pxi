@@ -783,7 +783,7 @@ cdef class Connection(EpollHandler):
                    (b"etag", etag.encode())]
         if response.filename is not None:
             headers.append((b"content-disposition", _content_disposition(response.filename)))
-        if response._headers:
+        if response._headers is not None:
             headers.extend(_header_items(response._headers))
         status = response.status
         if status == 200:
@@ -864,7 +864,8 @@ cdef class Connection(EpollHandler):
         cdef OutputBuffer out = server.out
         cdef bint chunked = request.head.http_version is not V_10
         cdef long long declared = -1
-        headers = list(_header_items(response._headers)) if response._headers else []
+        headers = ([] if response._headers is None
+                   else list(_header_items(response._headers)))
         for name, value in headers:
             if (name if type(name) is bytes else (<str>name).encode()).lower() == \
                     b"content-length":
@@ -1107,7 +1108,7 @@ cdef class Connection(EpollHandler):
             out.append_bytes(content_type if type(content_type) is bytes
                              else (<str>content_type).encode("latin-1"))
             out.append(b"\r\n", 2)
-        if headers:
+        if headers is not None:  # not truth: Headers' __bool__ would be a Python call
             for name, value in _header_items(headers):
                 out.append_bytes(name if type(name) is bytes else (<str>name).encode("latin-1"))
                 out.append(b": ", 2)

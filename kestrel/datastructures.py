@@ -83,7 +83,7 @@ class Headers(Mapping[str, str]):
         return len({field for field, _ in self.raw})
 
     def __bool__(self) -> bool:
-        return bool(self.raw)  # not len(): the engine asks this of every response it sends
+        return bool(self.raw)  # not len(), which counts distinct names
 
     def getlist(self, name: str) -> list[str]:
         key = name.lower().encode("latin-1")
@@ -113,12 +113,13 @@ class MutableHeaders(Headers):
         else:
             data = _value(value)
         raw = self.raw
-        for i, (field, _) in enumerate(raw):
-            if field == key:
-                raw[i] = (key, data)
-                # Later duplicates go: assignment means "this is the value".
-                raw[i + 1 :] = [item for item in raw[i + 1 :] if item[0] != key]
-                return
+        if raw:  # (a response's first header, often its only one, skips making the iterator)
+            for i, (field, _) in enumerate(raw):
+                if field == key:
+                    raw[i] = (key, data)
+                    # Later duplicates go: assignment means "this is the value".
+                    raw[i + 1 :] = [item for item in raw[i + 1 :] if item[0] != key]
+                    return
         raw.append((key, data))
 
     def __delitem__(self, name: str) -> None:

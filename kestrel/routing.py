@@ -252,33 +252,6 @@ def _segment_pattern(template: str, route: Route) -> re.Pattern[str]:
     return re.compile(pattern + re.escape(template[position:]))
 
 
-def _follow(node: _Node, segments: list[str], method: str) -> tuple[Handler, dict[str, Any]] | None:
-    """The search's first branch, as one loop: at each segment the literal child, else the
-    first whole-segment parameter that takes it. When that branch ends at a handler for
-    `method` (most requests), it is what _walk would find first, without a call per
-    segment; otherwise None, and _walk searches the rest."""
-    params: dict[str, Any] = {}
-    for segment in segments:
-        child = node.literals.get(segment)
-        if child is None:
-            for name, converter, parameter_child in node.parameters:
-                value = converter.parse(segment)
-                if value is not NO_MATCH:
-                    params[name] = value
-                    child = parameter_child
-                    break
-            if child is None:
-                return None
-        node = child
-    route = node.route
-    if route is None:
-        return None
-    handler = route.handler_for(method)
-    if handler is None:
-        return None
-    return handler, params
-
-
 def _walk(
     node: _Node,
     segments: list[str],
@@ -488,9 +461,29 @@ class Router:
         """match() once the static table has been looked at (`allowed`: the static route
         that has the path but not the method)."""
         segments = path[1:].split("/")
-        found = _follow(self.tree, segments, method)
-        if found is not None:
-            return found
+        # The search's first branch, as one loop: at each segment the literal child, else the
+        # first whole-segment parameter that takes it. When that branch ends at a handler for
+        # `method` (most requests), it is what _walk would find first, without a call per
+        # segment; otherwise _walk searches the whole tree.
+        node = self.tree
+        params: dict[str, Any] = {}
+        for segment in segments:
+            child = node.literals.get(segment)
+            if child is None:
+                for name, converter, parameter_child in node.parameters:
+                    value = converter.parse(segment)
+                    if value is not NO_MATCH:
+                        params[name] = value
+                        child = parameter_child
+                        break
+                else:
+                    break  # off the first branch
+            node = child
+        else:
+            if node.route is not None:
+                handler = node.route.handlers.get(method)  # HEAD on a GET route: _walk's
+                if handler is not None:
+                    return handler, params
         matched: list[Route] = []
         found = _walk(self.tree, segments, 0, [], method, matched)
         if found is not None:

@@ -264,6 +264,7 @@ def test_json_stdlib_encoder_through_the_app(monkeypatch: pytest.MonkeyPatch) ->
         return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
 
     monkeypatch.setattr(kestrel.response, "json_dumps", stdlib_dumps)
+    monkeypatch.setattr(kestrel.app, "json_dumps", stdlib_dumps)  # a returned dict's encoder
     monkeypatch.setattr(kestrel.request, "_json_loads", json.loads)
     app = App()
 
