@@ -94,6 +94,7 @@ class WrkRun:
     non_2xx_3xx: int = 0
     wrk_cpu_pct: float = 0.0  # of one core, over the wrk process's lifetime
     server_cpu_pct: float = 0.0  # of one core, the server's whole process tree
+    server_kernel_pct: float = 0.0  # the part of server_cpu_pct spent in the kernel
     # Whole-core busy % (anything running there) and steal %, from /proc/stat.
     core_busy_pct: dict[int, float] = field(default_factory=dict)
     steal_pct: dict[int, float] = field(default_factory=dict)
@@ -180,7 +181,9 @@ def run_wrk(server: Server, cmd: list[str], run: WrkRun, duration: float) -> Non
     wall = time.monotonic() - t0
     after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
     usage = core_usage(cores_before, core_times())
-    run.server_cpu_pct = 100.0 * (cpu_ticks(pids) - server_ticks) / CLK_TCK / wall
+    user, kernel = cpu_ticks(pids)
+    run.server_cpu_pct = 100.0 * (user + kernel - sum(server_ticks)) / CLK_TCK / wall
+    run.server_kernel_pct = 100.0 * (kernel - server_ticks[1]) / CLK_TCK / wall
     run.wrk_cpu_pct = (
         100.0
         * (

@@ -138,17 +138,19 @@ def process_tree(root: int) -> list[int]:
     return out
 
 
-def cpu_ticks(pids: list[int]) -> int:
-    """utime + stime of ``pids``, in clock ticks (processes that are gone count 0)."""
-    total = 0
+def cpu_ticks(pids: list[int]) -> tuple[int, int]:
+    """(utime, stime) of ``pids``: time in the program and in the kernel on its behalf, in
+    clock ticks (processes that are gone count 0)."""
+    user = kernel = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total
+        user += int(fields[11])
+        kernel += int(fields[12])
+    return user, kernel
 
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
