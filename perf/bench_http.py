@@ -285,6 +285,7 @@ def run_round(
                 f"    {scenario:<10} {run.rps:>12,.0f} req/s"
                 + (f"  p99 {run.latency_ms['99%']:.2f} ms" if "99%" in run.latency_ms else "")
                 + f"  wrk CPU {run.wrk_cpu_pct:.0f} %  server CPU {run.server_cpu_pct:.0f} %"
+                f" (kernel {run.server_kernel_pct:.0f} %)"
                 f"  core 0/1 busy {run.core_busy_pct.get(0, 0):.0f}/"
                 f"{run.core_busy_pct.get(1, 0):.0f} %{flag}"
             )
