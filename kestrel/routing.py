@@ -477,11 +477,12 @@ class Router:
                         child = parameter_child
                         break
                 else:
-                    break  # off the first branch
+                    break  # no child takes this segment: leave the loop for _walk
             node = child
-        else:
+        else:  # every segment was followed
             if node.route is not None:
-                handler = node.route.handlers.get(method)  # HEAD on a GET route: _walk's
+                # Exact method only; HEAD served by a GET handler is left to _walk.
+                handler = node.route.handlers.get(method)
                 if handler is not None:
                     return handler, params
         matched: list[Route] = []
