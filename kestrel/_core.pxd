@@ -199,6 +199,7 @@ cdef class HttpServer:
     cdef readonly long long connections_rejected
     cdef object metrics_target        # the request-target served as metrics, or None
     cdef object metrics_renderer
+    cdef object error_response        # (request, exc) -> Response or None, for escaped errors
     cdef readonly BufferPool pool
     cdef Py_ssize_t max_request_buffer_size
     cdef Py_ssize_t min_request_buffer_size
@@ -349,6 +350,7 @@ cdef class Connection(EpollHandler):
     cdef void _task_result(self, task)
     cdef void _handler_done(self, result, exc)
     cdef void _write_error(self, Request request, exc)
+    cdef Response _app_error_response(self, Request request, exc)
     cdef int _write_result(self, Request request, result) except -1
     cdef int _write_response(self, Request request, int status, headers, bytes body,
                              content_type, bint chunked=*, long long length=*) except -1

@@ -256,6 +256,7 @@ class HttpServer:
         heartbeat_interval: float | None = None,
         metrics_path: str | None = None,
         metrics_renderer: Callable[[], bytes] | None = None,
+        error_response: Callable[[Request, Exception], Response | None] | None = None,
     ) -> None: ...
     drained_bodies: int
     connections_rejected: int

@@ -21,7 +21,10 @@ and any exception type with a registered handler. Anything else propagates throu
 middleware to the engine, which logs the traceback and answers 500 (with ``App(debug=True)``
 the App answers instead, with the traceback in the body). A path that does not decode is a
 400 wherever it is first read: by the router here, or by a middleware, in which case the
-BadRequest reaches the engine, which answers 400 itself.
+BadRequest reaches the engine, which answers 400 itself. Likewise an HTTPException that a
+middleware raises (an auth check's 401, say) reaches the engine, which asks the App's
+``error_response`` and answers with the exception's status instead of a 500. Exception
+handlers registered per type run inside the middleware, for what handlers raise.
 
 With no middleware the handler's return value goes to the engine as it is: the engine
 serializes str, bytes, None, Response, StreamingResponse and FileResponse itself, in C, and
@@ -206,6 +209,16 @@ class App(Router):
             return Response(json_dumps(result), 200, None, JSON)
         return to_response(result) if self._convert else result
 
+    def error_response(self, request: Request, exc: Exception) -> Response | None:
+        """The engine's question when an exception escaped the middleware onion: an
+        HTTPException a middleware raised is answered with its status, as one from a handler
+        is; anything else (None here) is the engine's 500 with the traceback logged.
+        Exception handlers registered with exception_handler() run inside the middleware,
+        for what handlers raise, and are not asked here."""
+        if isinstance(exc, HTTPException):
+            return http_exception_response(exc)
+        return None
+
     async def _handle_exception(self, request: Request, exc: Exception) -> Any:
         for kind in type(exc).__mro__:
             handler = self.exception_handlers.get(kind)
@@ -241,8 +254,8 @@ class App(Router):
     ) -> Any:
         try:
             return await entry(request)
-        except (HttpParseError, ClientDisconnect, asyncio.CancelledError):
-            raise
+        except (HttpParseError, ClientDisconnect, asyncio.CancelledError, HTTPException):
+            raise  # the engine answers these (an HTTPException through error_response)
         except Exception as exc:
             log.error(
                 "%s %s (route %s) raised",

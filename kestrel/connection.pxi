@@ -1045,10 +1045,30 @@ cdef class Connection(EpollHandler):
                                  b"text/plain; charset=utf-8")
         else:
             if not isinstance(exc, asyncio.CancelledError):
+                response = self._app_error_response(request, exc)
+                if response is not None:
+                    self._write_response(request, response.status, response._headers,
+                                         response.body, response.content_type)
+                    return
                 _log.error("handler raised for %s %s", request.head.method,
                            request.head.target.decode("latin-1"), exc_info=exc)
             self._write_response(request, 500, None, b"Internal Server Error",
                                  b"text/plain; charset=utf-8")
+
+    cdef Response _app_error_response(self, Request request, exc):
+        """The app's own answer to an exception that escaped it, or None for a 500."""
+        error_response = self.server.error_response
+        if error_response is None or not isinstance(exc, Exception):
+            return None
+        try:
+            response = error_response(request, exc)
+        except Exception as error:
+            _log.error("the app's error_response failed for %r", exc, exc_info=error)
+            return None
+        if response is not None and not isinstance(response, Response):
+            _log.error("the app's error_response returned %r, not a Response", response)
+            return None
+        return response
 
     cdef void _response_finished(self, Request request):
         """The whole response is queued: the connection may take the next request."""

@@ -501,7 +501,8 @@ cdef class HttpServer:
                   long long max_drain_size=DEFAULT_MAX_DRAIN_SIZE,
                   Py_ssize_t max_connections=0,
                   double linger_time=DEFAULT_LINGER_TIME,
-                  heartbeat_interval=None, metrics_path=None, metrics_renderer=None):
+                  heartbeat_interval=None, metrics_path=None, metrics_renderer=None,
+                  error_response=None):
         if not isinstance(loop, KestrelEventLoop):
             raise TypeError("HttpServer needs a KestrelEventLoop (kestrel.new_event_loop())")
         self.app = app
@@ -561,6 +562,9 @@ cdef class HttpServer:
         self.connections_rejected = 0
         self.metrics_target = metrics_path.encode("latin-1") if metrics_path else None
         self.metrics_renderer = metrics_renderer
+        # What the app answers for an exception that escaped it (the App: an HTTPException a
+        # middleware raised); asked only when one does, so a request that succeeds pays nothing.
+        self.error_response = error_response
         self.heartbeat = None
         self._tick()
 

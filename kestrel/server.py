@@ -21,7 +21,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from kestrel._core import HttpServer, KestrelEventLoop, Request
+from kestrel._core import HttpServer, KestrelEventLoop, Request, Response
 from kestrel.config import DEFAULT_BACKLOG, Limits
 from kestrel.metrics import render_prometheus
 from kestrel.watchdog import DEFAULT_THRESHOLD, Watchdog
@@ -112,6 +112,7 @@ class Server:
             await app.startup()
             handler: Handler = app.entry
             request_class: type[Request] = AppRequest
+            error_response: Callable[[Any, Exception], Response | None] | None = app.error_response
             # The parser refuses only bodies no route could take; each route's own limit
             # (or the server's) is checked per request.
             route_limits = [
@@ -123,6 +124,7 @@ class Server:
             parser_limit = max([self.limits.max_request_body_size, *route_limits])
         else:
             handler, request_class = app, Request
+            error_response = None
             parser_limit = self.limits.max_request_body_size
         try:
             sock = bind_socket(self.host, self.port, self.limits.backlog) if listen else None
@@ -138,6 +140,7 @@ class Server:
                 heartbeat_interval=self.heartbeat_interval,
                 metrics_path=self.metrics_path,
                 metrics_renderer=self._render_metrics,
+                error_response=error_response,
                 **self.limits.engine_options(),
             )
             self._engine = engine

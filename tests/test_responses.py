@@ -427,6 +427,51 @@ def test_exception_handlers_per_type() -> None:
     assert seen == ["key /key", "lookup OutOfStock", "lookup IndexError"]
 
 
+@pytest.mark.parametrize("debug", [False, True])
+def test_http_exception_raised_by_a_middleware(
+    debug: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An HTTPException from a middleware (an auth check, say) is answered with its status,
+    over a real socket, as one from a handler is; anything else a middleware raises stays a
+    500 with its traceback logged."""
+    caplog.set_level(logging.ERROR, logger="kestrel")
+    app = App(debug=debug)
+
+    @app.middleware
+    async def gate(request: Request, call_next: Any) -> Any:
+        if request.path == "/private" and "authorization" not in request.headers:
+            raise HTTPException(401, headers={"WWW-Authenticate": 'Bearer realm="api"'})
+        if request.path == "/quota":
+            raise HTTPException(429, {"retry_after": 30})
+        if request.path == "/broken":
+            raise ValueError("middleware-detail-44")
+        return await call_next(request)
+
+    @app.get("/private")
+    async def private(request: Request) -> str:
+        return "secret"
+
+    with kestrel.serve_in_thread(app, port=0) as server:
+        status, headers, body = fetch(server.port, "GET", "/private")
+        assert (status, body) == (401, b"Unauthorized")
+        assert headers["www-authenticate"] == 'Bearer realm="api"'
+        assert headers["content-type"] == "text/plain; charset=utf-8"
+        status, headers, body = fetch(
+            server.port, "GET", "/private", headers={"Authorization": "Bearer t"}
+        )
+        assert (status, body) == (200, b"secret")
+        status, headers, body = fetch(server.port, "GET", "/quota")
+        assert (status, headers["content-type"]) == (429, "application/json")
+        assert json.loads(body) == {"retry_after": 30}
+        assert not [r for r in caplog.records if r.exc_info], "an HTTPException is not an error"
+        status, _, body = fetch(server.port, "GET", "/broken")
+        assert status == 500
+        assert (b"middleware-detail-44" in body) is debug  # the traceback only in debug mode
+        assert any(isinstance(r.exc_info and r.exc_info[1], ValueError) for r in caplog.records), (
+            "no traceback logged for the middleware's ValueError"
+        )
+
+
 # ---- 500: traceback logged always, in the body only in debug mode.
 
 
