@@ -152,17 +152,22 @@ class App(Router):
         self._convert = bool(self.user_middleware)
         # Without per-route body limits the parser's limit is the server's, and it refuses a
         # larger Content-Length before any handler runs (Server.serve sets it from the routes).
-        self._body_limits = any(
-            handler.max_body_size is not None
-            for route in self.routes
-            for handler in route.handlers.values()
-        )
+        self._body_limits = bool(self.route_body_limits())
         entry: Callable[[Request], Awaitable[Any]] = self._dispatch
         for middleware in reversed(self.user_middleware):
             entry = _layer(middleware, entry)
         if self.debug:
             entry = functools.partial(self._debug_errors, entry)
         return entry
+
+    def route_body_limits(self) -> list[int]:
+        """The body limits routes set for themselves (``max_body_size=``), in bytes."""
+        return [
+            handler.max_body_size
+            for route in self.routes
+            for handler in route.handlers.values()
+            if handler.max_body_size is not None
+        ]
 
     async def _dispatch(self, request: Request) -> Any:
         """Route, run the handler, and turn what it returns or raises into a response."""
@@ -206,6 +211,7 @@ class App(Router):
         if type(result) is Response:
             return result
         if type(result) is dict or type(result) is list:
+            # to_response's JSON case inline: the commonest return, spared a call.
             return Response(json_dumps(result), 200, None, JSON)
         return to_response(result) if self._convert else result
 

@@ -1047,8 +1047,7 @@ cdef class Connection(EpollHandler):
             if not isinstance(exc, asyncio.CancelledError):
                 response = self._app_error_response(request, exc)
                 if response is not None:
-                    self._write_response(request, response.status, response._headers,
-                                         response.body, response.content_type)
+                    self._write_result(request, response)
                     return
                 _log.error("handler raised for %s %s", request.head.method,
                            request.head.target.decode("latin-1"), exc_info=exc)
@@ -1374,9 +1373,8 @@ cdef class Connection(EpollHandler):
                 self.deadline_kind = DL_NONE
                 self._reject(R_REQUEST_HEADERS_TIMEOUT)
             return
-        if (self.handler_running and not self.message_complete
-                and server.min_request_body_rate > 0):
-            body = self.current._body()
+        body = self.current.body_stream if self.handler_running else None
+        if body is not None and not self.message_complete and server.min_request_body_rate > 0:
             waited = body.wait_total
             if body.wait_started:
                 waited += now - body.wait_started

@@ -151,7 +151,7 @@ class Handler:
     is_async: bool
     max_body_size: int | None  # None: the server's default limit
     name: str
-    path: str = ""  # the route's path template, what request.route reports
+    path: str = field(init=False)  # route.path, what request.route reports, one lookup nearer
 
     def __post_init__(self) -> None:
         self.path = self.route.path

@@ -395,7 +395,9 @@ class RequestTask(asyncio.Task):
             # the handler finishes in that step instead, there is nothing left to cancel).
             global _step_cancelled
             if self is _step_task:
-                _step_cancelled = True  # so this object is not reused for another request
+                # Read by _start_handler for this step only: a reused RequestTask may still
+                # hold an earlier request's kestrel_cancel.
+                _step_cancelled = True
             self.kestrel_cancel = (msg,)
             return True
         return asyncio.Task.cancel(self, msg)

@@ -115,13 +115,7 @@ class Server:
             error_response: Callable[[Any, Exception], Response | None] | None = app.error_response
             # The parser refuses only bodies no route could take; each route's own limit
             # (or the server's) is checked per request.
-            route_limits = [
-                h.max_body_size
-                for r in app.routes
-                for h in r.handlers.values()
-                if h.max_body_size is not None
-            ]
-            parser_limit = max([self.limits.max_request_body_size, *route_limits])
+            parser_limit = max([self.limits.max_request_body_size, *app.route_body_limits()])
         else:
             handler, request_class = app, Request
             error_response = None

@@ -153,7 +153,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"- {scenario}: kestrel App / Starlette = {best[k] / best[s]:.2f}x best, "
                 f"{median[k] / median[s]:.2f}x median (target >= 5x)"
             )
-        if k in best and s in best:
             budget = 1e6 / (5 * median[s])
             kernel = statistics.median(part for _, part in cpu[k])
             print(
