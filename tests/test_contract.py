@@ -906,7 +906,12 @@ def test_client_closing_is_counted_as_client_closed() -> None:
             assert client.response().status == 200
         with Client(server.port):
             pass
-        wait_for(all_closed(server), 2, "the connections to close")
+        # Both accepted (the second may still be in the backlog) and both closed.
+        wait_for(
+            lambda: server.metrics()["connections_total"] == 2 and all_closed(server)(),
+            2,
+            "the connections to close",
+        )
         counted = ends(server)
     assert counted["client_closed"] == 2
     assert counted["connection_close"] == 0
