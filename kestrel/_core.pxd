@@ -133,6 +133,24 @@ cdef class OutputBuffer:
     cdef int append_chunk_size(self, Py_ssize_t value) except -1
 
 
+cdef class ResponseWriter:
+    cdef OutputBuffer out
+    cdef bytes server_line            # None: no Server header
+    cdef bytes date_line              # rebuilt on each heartbeat tick
+    cdef bytes common_lines           # date_line + server_line, in one append
+    cdef object valid_content_type    # the last bytes content type found valid
+    # What the last write_head decided.
+    cdef int framing                  # Framing (response_writer.pxi)
+    cdef long long length             # the body's length with FRAME_LENGTH, else -1
+    cdef bint close                   # the connection closes after this response
+    cdef bint send_body               # body bytes go on the wire (not HEAD, 204, 304)
+    cdef void tick(self) noexcept
+    cdef int write_head(self, int status, bint head_request, bint http10, bint keep_alive,
+                        headers, content_type, long long body_length) except -1
+    cdef int _write_head(self, int status, bint head_request, bint http10, bint keep_alive,
+                         headers, content_type, long long body_length) except -1
+
+
 cdef class BaseResponse:
     cdef public int status
     cdef object _headers              # as given, or a MutableHeaders once asked for
@@ -200,6 +218,7 @@ cdef class HttpServer:
     cdef object metrics_target        # the request-target served as metrics, or None
     cdef object metrics_renderer
     cdef object error_response        # (request, exc) -> Response or None, for escaped errors
+    cdef bint accepts_connect         # CONNECT goes to the app (else 501)
     cdef readonly BufferPool pool
     cdef Py_ssize_t max_request_buffer_size
     cdef Py_ssize_t min_request_buffer_size
@@ -211,8 +230,7 @@ cdef class HttpServer:
     cdef EpollSelector selector
     cdef char* scratch
     cdef OutputBuffer out
-    cdef bytes server_line
-    cdef bytes common_lines           # the Date line (per heartbeat) + server_line
+    cdef ResponseWriter writer
     cdef bint access_log
     cdef list listeners
     cdef set connections
@@ -329,6 +347,7 @@ cdef class Connection(EpollHandler):
     cdef double write_wait_total
     cdef long long write_wait_bytes   # bytes the client took while output was blocked
     cdef bint continue_sent           # "100 Continue" already sent for this request
+    cdef bint responded               # the message being parsed has had its response
     cdef int last_unsent              # the kernel's unsent bytes at the last idle deadline
     cdef object drain_route           # names the request whose body is being drained
     cdef object peer_address(self)
@@ -353,8 +372,9 @@ cdef class Connection(EpollHandler):
     cdef Response _app_error_response(self, Request request, exc)
     cdef int _write_result(self, Request request, result) except -1
     cdef int _write_response(self, Request request, int status, headers, bytes body,
-                             content_type, bint chunked=*, long long length=*) except -1
+                             content_type, long long length=*) except -1
     cdef void _reject(self, int reason)
+    cdef void _close_silently(self)
     cdef void _close_if_done(self)
     cdef void _flush(self)
     cdef void _output_blocked(self)

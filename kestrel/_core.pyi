@@ -217,6 +217,27 @@ class FileResponse(BaseResponse):
 EAGER_TASKS_NATIVE: Final[bool]
 REASON_PHRASES: Final[dict[int, bytes]]
 
+class InvalidResponseError(RuntimeError):
+    """A response the server cannot send unambiguously: answered with a 500 instead."""
+
+class ResponseWriter:
+    """The one builder of response heads; it decides each response's framing."""
+
+    def format_head(
+        self,
+        status: int,
+        *,
+        method: str = ...,
+        http_version: str = ...,
+        keep_alive: bool = ...,
+        headers: Any = ...,
+        content_type: str | bytes | None = ...,
+        body_length: int = ...,
+    ) -> tuple[bytes, str, int, bool, bool]:
+        """(head, framing: "none" | "length" | "chunked" | "close", length, close, send_body)"""
+
+def new_response_writer(server_header: str | None = ...) -> ResponseWriter: ...
+
 class EpollSelector:
     busy_since: float  # time.monotonic() when the loop left epoll_wait; 0.0 while waiting
 
@@ -257,6 +278,7 @@ class HttpServer:
         metrics_path: str | None = None,
         metrics_renderer: Callable[[], bytes] | None = None,
         error_response: Callable[[Request, Exception], Response | None] | None = None,
+        accepts_connect: bool = False,
     ) -> None: ...
     drained_bodies: int
     connections_rejected: int

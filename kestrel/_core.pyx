@@ -9,7 +9,8 @@ This module is assembled from fragments, each with its own theory of operation:
 - parser.pxi      the sans-IO HTTP/1.1 request parser
 - pool.pxi        the buffer pool of 4 KiB blocks, and pipes of blocks
 - engine.pxi      the epoll selector asyncio runs on, which also owns the HTTP sockets
-- connection.pxi  listeners, connections, requests and bodies, the response writer
+- response_writer.pxi  the one builder of response heads, which owns framing
+- connection.pxi  listeners, connections, requests and bodies
 - server.pxi      the server object, the heartbeat, the event loop class
 
 The core never imports the Python layer, except kestrel.datastructures (a leaf module) for
@@ -50,5 +51,6 @@ DEBUG_BUILD = bool(KESTREL_DEBUG)
 include "parser.pxi"
 include "pool.pxi"
 include "engine.pxi"
+include "response_writer.pxi"
 include "connection.pxi"
 include "server.pxi"

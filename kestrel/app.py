@@ -160,6 +160,19 @@ class App(Router):
             entry = functools.partial(self._debug_errors, entry)
         return entry
 
+    # ---- The rest of the host interface (kestrel.host.Host) the server runs the app through.
+
+    #: CONNECT is for proxies: the engine refuses it (501) for an App.
+    accepts_connect = False
+
+    @property
+    def request_class(self) -> type[Request]:
+        return Request
+
+    def max_body_size(self, server_limit: int) -> int:
+        """The largest body any route takes: the parser refuses only what none could."""
+        return max([server_limit, *self.route_body_limits()])
+
     def route_body_limits(self) -> list[int]:
         """The body limits routes set for themselves (``max_body_size=``), in bytes."""
         return [
@@ -245,6 +258,10 @@ class App(Router):
 
     def _not_found(self, request: Request) -> Response:
         path = request.path
+        if path == "*":
+            # OPTIONS * asks about the server, not a resource (RFC 9110 §9.3.7; the parser
+            # lets no other method use "*"). An app's own route for "*" answers instead.
+            return Response(b"", 200, [(b"allow", self._server_methods().encode())])
         if path != "/":
             other = path[:-1] if path.endswith("/") else path + "/"
             if self.has_path(other):
@@ -254,6 +271,15 @@ class App(Router):
                     location += "?" + request.query_string.decode("latin-1")
                 return Response(b"", 308, [(b"location", location.encode("latin-1"))])
         return Response(b"Not Found", 404, None, _TEXT)
+
+    def _server_methods(self) -> str:
+        """Every method some route takes (GET implying HEAD), and OPTIONS."""
+        methods = {"OPTIONS"}
+        for route in self.routes:
+            methods.update(route.handlers)
+        if "GET" in methods:
+            methods.add("HEAD")
+        return ", ".join(sorted(methods))
 
     async def _debug_errors(
         self, entry: Callable[[Request], Awaitable[Any]], request: Request

@@ -180,18 +180,6 @@ cdef extern from *:
     object _type_new "kestrel_type_new" (object type, object args)
 
 
-cdef object _header_items(headers):
-    """(name, value) pairs of response headers given as a list, a dict or Headers."""
-    cdef type kind = type(headers)
-    if kind is MutableHeaders or kind is Headers:
-        return headers.raw
-    if kind is list or kind is tuple:
-        return headers
-    if isinstance(headers, Headers):
-        return headers.raw
-    return headers.items()
-
-
 cdef class Listener(EpollHandler):
     """A listening socket: accepts every pending connection when readable."""
 
@@ -203,7 +191,7 @@ cdef class Listener(EpollHandler):
         self.short_of_descriptors = False
 
     cdef void on_events(self, uint32_t events) noexcept:
-        cdef int fd, one = 1
+        cdef int fd, one = 1, unsent = DEFAULT_MAX_KERNEL_UNSENT
         while True:
             fd = accept4(self.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)
             if fd < 0:
@@ -224,6 +212,7 @@ cdef class Listener(EpollHandler):
                     self.pause()
                 return
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
+            setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &unsent, sizeof(unsent))
             try:
                 self.server._open_connection(fd)
             except BaseException as exc:
@@ -528,6 +517,7 @@ cdef class Connection(EpollHandler):
         self.write_wait_total = 0.0
         self.write_wait_bytes = 0
         self.continue_sent = False
+        self.responded = False
 
     def __dealloc__(self):
         if KESTREL_DEBUG:
@@ -640,6 +630,8 @@ cdef class Connection(EpollHandler):
         while not self.closed and not self.lingering:
             if self.handler_running and self.message_complete:
                 break  # the next pipelined request waits for this response
+            if parser.state == S_ERROR:
+                return size  # refused already: the rest is not looked at
             event = parser.execute(data + pos, size - pos)
             pos += parser.consumed
             if event == EV_NEED_DATA:
@@ -663,6 +655,7 @@ cdef class Connection(EpollHandler):
                         break
             elif event == EV_MESSAGE_END:
                 self.message_complete = True
+                self.responded = False
                 if self.handler_running and self.current.body_stream is not None:
                     self.current.body_stream.finish()
                 elif self.draining:
@@ -707,11 +700,19 @@ cdef class Connection(EpollHandler):
         self.current = request
         self.handler_running = True
         self.message_complete = False
+        self.responded = False
         self.deadline_kind = DL_NONE  # the head is in; the body rate applies from here
         self.continue_sent = False
         self.write_wait_total = 0.0
         self.write_wait_bytes = 0
         server.requests_total += 1
+        if head.method is M_CONNECT and not server.accepts_connect:
+            # CONNECT asks for a tunnel (RFC 9110 §9.3.6), which only a proxy gives: refused
+            # here rather than routed (the parser has stopped reading: what follows it would
+            # be tunnel bytes, not requests).
+            self._handler_done(Response(b"Not Implemented: CONNECT", 501, None,
+                                        b"text/plain; charset=utf-8"), None)
+            return
         if server.metrics_target is not None and head.target == server.metrics_target:
             self._handler_done(Response(server.metrics_renderer(), 200, None,
                                         b"text/plain; version=0.0.4; charset=utf-8"), None)
@@ -810,8 +811,7 @@ cdef class Connection(EpollHandler):
             first = span[0]
             length = span[1] - first + 1
             headers.append((b"content-range", b"bytes %d-%d/%d" % (first, span[1], size)))
-        self._write_response(request, status, headers, None, response.content_type, False,
-                             length)
+        self._write_response(request, status, headers, None, response.content_type, length)
         if length == 0 or request.head.method is M_HEAD:
             os.close(fd)
             return False
@@ -861,37 +861,22 @@ cdef class Connection(EpollHandler):
 
     cdef void _start_stream(self, Request request, StreamingResponse response):
         cdef HttpServer server = self.server
-        cdef OutputBuffer out = server.out
-        cdef bint chunked = request.head.http_version is not V_10
-        cdef long long declared = -1
-        headers = ([] if response._headers is None
-                   else list(_header_items(response._headers)))
-        for name, value in headers:
-            if (name if type(name) is bytes else (<str>name).encode()).lower() == \
-                    b"content-length":
-                # The application framed the body itself; the engine holds it to that length.
-                try:
-                    declared = int(value)
-                    if declared < 0:
-                        raise ValueError(value)
-                except ValueError:
-                    _log.error("a StreamingResponse declared an invalid Content-Length %r",
-                               value)
-                    self._write_response(request, 500, None, b"Internal Server Error",
-                                         b"text/plain; charset=utf-8")
-                    self._response_finished(request)
-                    return
-                chunked = False
-                break
-        else:
-            if not chunked:
-                # An HTTP/1.0 client cannot take chunks: the body ends with the connection.
-                self._end(END_CONNECTION_CLOSE)
-                self.close_after_write = True
-        self._write_response(request, response.status, headers, None, response.content_type,
-                             chunked)
+        cdef ResponseWriter writer = server.writer
+        cdef bint chunked
+        cdef long long declared
+        try:
+            self._write_response(request, response.status, response._headers, None,
+                                 response.content_type)
+        except Exception as error:
+            # Nothing of the head was kept: the client gets a 500 instead.
+            self._write_error(request, error)
+            self._response_finished(request)
+            return
+        # A declared Content-Length is what the stream is held to.
+        chunked = writer.framing == FRAME_CHUNKED
+        declared = writer.length if writer.framing == FRAME_LENGTH else -1
         self._flush()
-        if request.head.method is M_HEAD:
+        if not writer.send_body:
             self._response_finished(request)
             return
         task = server._start_task(self._stream_body(request, response, chunked, declared))
@@ -961,13 +946,16 @@ cdef class Connection(EpollHandler):
     def _on_stream_done(self, task):
         if self.task is task:
             self.task = None
+        # Retrieved even when the connection is gone: a stream that ended because the client
+        # left is no "Task exception was never retrieved".
+        failure = None if task.cancelled() else task.exception()
         if self.closed:
             return
         try:
-            if task.cancelled() or task.exception() is not None:
+            if task.cancelled() or failure is not None:
                 # The head is out: the only honest signal left is an incomplete response.
-                if not task.cancelled():
-                    _log.error("streamed response failed", exc_info=task.exception())
+                if failure is not None:
+                    _log.error("streamed response failed", exc_info=failure)
                 self.abort()
                 return
             self._response_finished(self.current)
@@ -1043,12 +1031,22 @@ cdef class Connection(EpollHandler):
             # Request.path found the target undecodable: the client's error, not a crash.
             self._write_response(request, 400, None, str(exc).encode(),
                                  b"text/plain; charset=utf-8")
+        elif isinstance(exc, InvalidResponseError):
+            # Nothing of the response went out; the app's bug is named, with its route.
+            _log.error("%s: the app's response was refused, 500 sent instead: %s",
+                       _route_of(request), exc)
+            self._write_response(request, 500, None, b"Internal Server Error",
+                                 b"text/plain; charset=utf-8")
         else:
             if not isinstance(exc, asyncio.CancelledError):
                 response = self._app_error_response(request, exc)
                 if response is not None:
-                    self._write_result(request, response)
-                    return
+                    try:
+                        self._write_result(request, response)
+                        return
+                    except Exception as error:
+                        _log.error("the app's error response to %r was refused", exc,
+                                   exc_info=error)
                 _log.error("handler raised for %s %s", request.head.method,
                            request.head.target.decode("latin-1"), exc_info=exc)
             self._write_response(request, 500, None, b"Internal Server Error",
@@ -1073,6 +1071,7 @@ cdef class Connection(EpollHandler):
         """The whole response is queued: the connection may take the next request."""
         self.handler_running = False
         self.current = None
+        self.responded = not self.message_complete
         if not request.head.keep_alive:
             self._end(END_CONNECTION_CLOSE)
             self.close_after_write = True
@@ -1109,47 +1108,23 @@ cdef class Connection(EpollHandler):
         return 0
 
     cdef int _write_response(self, Request request, int status, headers, bytes body,
-                             content_type, bint chunked=False, long long length=-1) except -1:
-        """Serialize a response; body None writes only the head of a streamed one (whose
-        Content-Length, if known, is `length`)."""
+                             content_type, long long length=-1) except -1:
+        """Serialize a response through the writer. Body None writes only the head of a
+        streamed or file body, whose length is `length` (-1: not known)."""
         cdef HttpServer server = self.server
+        cdef ResponseWriter writer = server.writer
         cdef OutputBuffer out = server.out
-        cdef Py_ssize_t body_len = PyBytes_GET_SIZE(body) if body is not None else 0
-        cdef bint head_only = request.head.method is M_HEAD
+        cdef Py_ssize_t body_len = PyBytes_GET_SIZE(body) if body is not None else length
         cdef bint close = (self.close_after_write or not request.head.keep_alive
                            or request.head.upgrade or self.server.shutting_down
                            or (not self.message_complete and not request._body_complete()
                                and _unread_body_closes(self, request)))
-        out.append_bytes(_status_line(status))
-        out.append_bytes(server.common_lines)
-        if content_type is not None:
-            out.append(b"content-type: ", 14)
-            out.append_bytes(content_type if type(content_type) is bytes
-                             else (<str>content_type).encode("latin-1"))
-            out.append(b"\r\n", 2)
-        if headers is not None:  # not truth: Headers' __bool__ would be a Python call
-            for name, value in _header_items(headers):
-                out.append_bytes(name if type(name) is bytes else (<str>name).encode("latin-1"))
-                out.append(b": ", 2)
-                out.append_bytes(value if type(value) is bytes
-                                 else (<str>value).encode("latin-1"))
-                out.append(b"\r\n", 2)
-        if chunked:
-            out.append(b"transfer-encoding: chunked\r\n", 28)
-        elif status >= 200 and status != 204 and status != 304:
-            if body is not None:
-                out.append_content_length(body_len)
-            elif length >= 0:
-                out.append_content_length(length)
-        if close:
-            out.append(b"connection: close\r\n", 19)
+        writer.write_head(status, request.head.method is M_HEAD,
+                          request.head.http_version is V_10, not close, headers, content_type,
+                          body_len)
+        if writer.close:
             self.close_after_write = True
-        elif request.head.http_version is V_10:
-            out.append(b"connection: keep-alive\r\n", 24)
-        out.append(b"\r\n", 2)
-        if body_len and not head_only and status >= 200 and status != 204 and status != 304:
-            # 1xx, 204 and 304 have no body (RFC 9110 §6.4.1): bytes sent after one would be
-            # read as the start of the next response on a kept-alive connection.
+        if body_len > 0 and body is not None and writer.send_body:
             out.append(PyBytes_AS_STRING(body), body_len)
         server.responses_total += 1
         if server.access_log:
@@ -1176,13 +1151,25 @@ cdef class Connection(EpollHandler):
             self.current._fail_body(HttpParseError(reason, self.parser.error_detail or ""))
             self.close_after_write = True
             return
+        if self.responded:
+            # The error is in the body of a request already answered (its drain): a second
+            # response would be paired with the client's next request. Close, and say nothing.
+            _contract_warning(self, "the unread request body was malformed (%s); closing the "
+                                    "connection", RejectReason(reason).name)
+            self._close_silently()
+            return
         body = REASON_PHRASES.get(status, b"Bad Request")
-        out.append_bytes(_status_line(status))
-        out.append_bytes(server.common_lines)
-        out.append(b"content-type: text/plain; charset=utf-8\r\n", 41)
-        out.append_content_length(len(body))
-        out.append(b"connection: close\r\n\r\n", 21)
+        server.writer.write_head(status, False, False, False, None,
+                                 b"text/plain; charset=utf-8", len(body))
         out.append_bytes(body)
+        self.close_after_write = True
+        self._close_if_done()
+
+    cdef void _close_silently(self):
+        """Close without another response: what is queued still goes out first."""
+        self.draining = False
+        if self.held_in is not None:
+            self.held_in.clear()
         self.close_after_write = True
         self._close_if_done()
 
@@ -1365,7 +1352,10 @@ cdef class Connection(EpollHandler):
                     self.deadline = now + server.keep_alive_timeout
                     return
                 self._end(END_KEEP_ALIVE_TIMEOUT)
-                self.close()  # idle: no response owed, nothing unread
+                if unsent > 0:
+                    self.abort()  # a response the client stopped reading: let go of it
+                else:
+                    self.close()  # idle: no response owed, nothing unread
             else:
                 self._end(END_HEADERS_TIMEOUT)
                 _contract_warning(self, "the request head did not arrive within %gs; 408 and "
@@ -1498,5 +1488,13 @@ cdef class Connection(EpollHandler):
                 waiter.set_exception(ClientDisconnect("the client went away during the response"))
 
     cdef void abort(self):
-        """Close at once, discarding unsent output."""
+        """Reset the connection: with SO_LINGER 0, close() discards what the kernel still
+        holds unsent and sends an RST, so an aborted slow reader pins no kernel memory (a
+        plain close would leave it in FIN-WAIT-1, still sending)."""
+        cdef linger reset
+        if self.closed:
+            return
+        reset.l_onoff = 1
+        reset.l_linger = 0
+        setsockopt(self.fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset))
         self.close()

@@ -17,6 +17,11 @@ DEFAULT_MIN_RATE_GRACE = 5.0                 # ... both after a 5 s grace period
 DEFAULT_DRAIN_TIMEOUT = 5.0                  # Kestrel drains an unread body for up to 5 s
 DEFAULT_MAX_DRAIN_SIZE = 262144              # Go net/http reads up to 256 KiB of an unread body
 DEFAULT_GRACEFUL_TIMEOUT = 30.0              # .NET HostOptions.ShutdownTimeout (30 s)
+# The most a connection's socket may hold unsent in the kernel (TCP_NOTSENT_LOWAT): beyond
+# this, send() takes no more and the writer waits (output flow control continues into the
+# kernel). Without it, Linux autotunes a stalled reader's send buffer to megabytes. 128 KiB
+# is as much as loopback needs to keep the wire full; Cloudflare runs 16 KiB for HTTP/2.
+DEFAULT_MAX_KERNEL_UNSENT = 131072
 # A lingering close discards what the client still sends for at most this long after the
 # server's FIN (nginx's lingering_timeout is 5 s).
 DEFAULT_LINGER_TIME = 5.0

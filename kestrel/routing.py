@@ -158,7 +158,11 @@ class Handler:
 
 
 def parse_path(path: str) -> dict[str, Converter]:
-    """``/users/{id:int}`` -> {"id": IntConverter}, checked; a static path gives {}."""
+    """``/users/{id:int}`` -> {"id": IntConverter}, checked; a static path gives {}.
+
+    ``*`` is a path too: the target of ``OPTIONS *`` (RFC 9112 §3.2.4)."""
+    if path == "*":
+        return {}
     if not path.startswith("/"):
         raise ValueError(f"route paths start with '/': {path!r}")
     converters: dict[str, Converter] = {}

@@ -9,94 +9,9 @@
 # periodic; the timeouts of issue #5 hang off it too.
 
 import collections.abc
-import http
 import mimetypes
 import os
 import re
-
-REASON_PHRASES = {s.value: s.phrase.encode("latin-1") for s in http.HTTPStatus}
-cdef dict _STATUS_LINES = {}  # status -> its line; keeps the lines _STATUS_LINE_AT points to
-cdef PyObject* _STATUS_LINE_AT[1000]  # the same, by index, without a dict lookup per response
-
-cdef bytes _status_line(int status):
-    # A server answers with its own version, HTTP/1.1, also to HTTP/1.0 clients (RFC 9110
-    # §2.5).
-    if not 100 <= status <= 999:
-        raise ValueError(f"invalid HTTP status {status}")
-    if _STATUS_LINE_AT[status] != NULL:
-        return <bytes>_STATUS_LINE_AT[status]
-    phrase = REASON_PHRASES.get(status, b"")
-    line = b"HTTP/1.1 %d %s\r\n" % (status, phrase)
-    _STATUS_LINES[status] = line
-    _STATUS_LINE_AT[status] = <PyObject*>line
-    return line
-
-
-cdef class OutputBuffer:
-    """A growable C buffer responses are serialized into before they are sent."""
-
-    def __cinit__(self, Py_ssize_t capacity=OUT_INITIAL):
-        self.data = <char*>malloc(capacity)
-        if self.data == NULL:
-            raise MemoryError()
-        self.capacity = capacity
-        self.length = 0
-
-    def __dealloc__(self):
-        free(self.data)
-
-    cdef int _grow(self, Py_ssize_t needed) except -1:
-        cdef Py_ssize_t capacity = self.capacity
-        cdef char* grown
-        while capacity < needed:
-            capacity *= 2
-        grown = <char*>realloc(self.data, capacity)
-        if grown == NULL:
-            raise MemoryError()
-        self.data = grown
-        self.capacity = capacity
-        return 0
-
-    cdef int append(self, const char* data, Py_ssize_t size) except -1:
-        if self.length + size > self.capacity:
-            self._grow(self.length + size)
-        memcpy(self.data + self.length, data, size)
-        self.length += size
-        return 0
-
-    cdef int append_bytes(self, bytes data) except -1:
-        return self.append(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
-
-    cdef int append_chunk_size(self, Py_ssize_t value) except -1:
-        cdef char digits[24]
-        cdef int i = 22
-        digits[22] = 13
-        digits[23] = 10
-        while True:
-            i -= 1
-            digits[i] = b"0123456789abcdef"[value & 15]
-            value >>= 4
-            if value == 0:
-                break
-        return self.append(digits + i, 24 - i)
-
-    @cython.cdivision(True)
-    cdef int append_content_length(self, Py_ssize_t value) except -1:
-        """The whole field line in one append; value >= 0."""
-        cdef char line[48]
-        cdef int i = 46
-        line[46] = 13
-        line[47] = 10
-        while True:
-            i -= 1
-            line[i] = <char>(48 + value % 10)
-            value //= 10
-            if value == 0:
-                break
-        i -= 16
-        memcpy(line + i, b"content-length: ", 16)
-        return self.append(line + i, 48 - i)
-
 
 cdef object _mutable_headers(headers):
     """A response's headers as MutableHeaders: built directly when there are none yet (the
@@ -504,19 +419,19 @@ cdef class HttpServer:
                   Py_ssize_t max_connections=0,
                   double linger_time=DEFAULT_LINGER_TIME,
                   heartbeat_interval=None, metrics_path=None, metrics_renderer=None,
-                  error_response=None):
+                  error_response=None, bint accepts_connect=False):
         if not isinstance(loop, KestrelEventLoop):
             raise TypeError("HttpServer needs a KestrelEventLoop (kestrel.new_event_loop())")
         self.app = app
         self.loop = loop
         self.selector = <EpollSelector>loop._selector
         self.access_log = access_log
-        self.server_line = (b"server: " + server_header.encode("latin-1") + b"\r\n"
-                            if server_header else None)
         self.scratch = <char*>malloc(SCRATCH_SIZE)
         if self.scratch == NULL:
             raise MemoryError()
         self.out = OutputBuffer()
+        self.writer = ResponseWriter(self.out, b"server: " + server_header.encode("latin-1")
+                                     + b"\r\n" if server_header else None)
         self.pool = BufferPool()
         # Read pause watermarks, Kestrel's MaxRequestBufferSize (1 MiB) and half of it.
         self.max_request_buffer_size = max_request_buffer_size
@@ -567,6 +482,7 @@ cdef class HttpServer:
         # What the app answers for an exception that escaped it (the App: an HTTPException a
         # middleware raised); asked only when one does, so a request that succeeds pays nothing.
         self.error_response = error_response
+        self.accepts_connect = accepts_connect
         self.heartbeat = None
         self._tick()
 
@@ -586,8 +502,7 @@ cdef class HttpServer:
         connection)."""
         cdef Connection connection
         cdef double now = _monotonic()
-        self.common_lines = (("date: " + email.utils.formatdate(usegmt=True) + "\r\n").encode()
-                             + (self.server_line or b""))
+        self.writer.tick()
         for connection in list(self.connections):
             try:
                 connection._check_contract(now)

@@ -18,16 +18,14 @@ import dataclasses
 import signal
 import socket
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-from kestrel._core import HttpServer, KestrelEventLoop, Request, Response
+from kestrel._core import HttpServer, KestrelEventLoop
 from kestrel.config import DEFAULT_BACKLOG, Limits
+from kestrel.host import Handler, Host, as_host
 from kestrel.metrics import render_prometheus
 from kestrel.watchdog import DEFAULT_THRESHOLD, Watchdog
-
-# A bare handler the engine calls directly (kestrel._core.Request or a subclass).
-Handler = Callable[[Any], Awaitable[Any]]
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -53,7 +51,7 @@ class Server:
 
     def __init__(
         self,
-        app: Handler,
+        app: Handler | Host,
         host: str = "127.0.0.1",
         port: int = 8000,
         *,
@@ -79,6 +77,7 @@ class Server:
             raise ValueError(f"heartbeat_interval must be more than 0, not {heartbeat_interval!r}")
         self.heartbeat_interval = heartbeat_interval
         self.app = app
+        self.host_app: Host = as_host(app)
         self.blocking_threshold = blocking_threshold
         self.watchdog: Watchdog | None = None
         self.host = host
@@ -101,40 +100,29 @@ class Server:
         With listen=False no socket is bound: connections come only through adopt() (the
         TestClient's in-memory transport).
         """
-        from kestrel.app import App
-        from kestrel.request import Request as AppRequest
-
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._stop = asyncio.Event()
-        app = self.app
-        if isinstance(app, App):
-            await app.startup()
-            handler: Handler = app.entry
-            request_class: type[Request] = AppRequest
-            error_response: Callable[[Any, Exception], Response | None] | None = app.error_response
-            # The parser refuses only bodies no route could take; each route's own limit
-            # (or the server's) is checked per request.
-            parser_limit = max([self.limits.max_request_body_size, *app.route_body_limits()])
-        else:
-            handler, request_class = app, Request
-            error_response = None
-            parser_limit = self.limits.max_request_body_size
+        host = self.host_app
+        await host.startup()
         try:
             sock = bind_socket(self.host, self.port, self.limits.backlog) if listen else None
             if sock is not None:
                 self.port = sock.getsockname()[1]
             engine = HttpServer(
-                handler,
+                host.entry,
                 loop=loop,
                 access_log=self.access_log,
                 server_header=self.server_header,
-                max_parser_body_size=parser_limit,
-                request_class=request_class,
+                # The parser refuses only bodies no route could take; each route's own limit
+                # (or the server's) is the host's to check per request.
+                max_parser_body_size=host.max_body_size(self.limits.max_request_body_size),
+                request_class=host.request_class,
                 heartbeat_interval=self.heartbeat_interval,
                 metrics_path=self.metrics_path,
                 metrics_renderer=self._render_metrics,
-                error_response=error_response,
+                error_response=host.error_response,
+                accepts_connect=host.accepts_connect,
                 **self.limits.engine_options(),
             )
             self._engine = engine
@@ -157,8 +145,7 @@ class Server:
                     self.watchdog.stop()
                 engine.close()
         finally:
-            if isinstance(app, App):
-                await app.shutdown()
+            await host.shutdown()
 
     def stop(self) -> None:
         """Ask the server to stop; safe to call from any thread."""
@@ -206,7 +193,12 @@ class Server:
 
 @contextlib.contextmanager
 def serve_in_thread(
-    app: Handler, host: str = "127.0.0.1", port: int = 0, *, listen: bool = True, **options: Any
+    app: Handler | Host,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    listen: bool = True,
+    **options: Any,
 ) -> Iterator[Server]:
     """Run a server in a background thread for the duration of a `with` block."""
     server = Server(app, host, port, **options)

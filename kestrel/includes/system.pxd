@@ -56,9 +56,13 @@ cdef extern from "<sys/socket.h>" nogil:
         SOCK_NONBLOCK
         SOCK_CLOEXEC
         SOL_SOCKET
+        SO_LINGER
         SHUT_WR
         SHUT_RDWR
         MSG_NOSIGNAL
+    struct linger:
+        int l_onoff
+        int l_linger
     int accept4(int sockfd, sockaddr* addr, socklen_t* addrlen, int flags)
     int setsockopt(int sockfd, int level, int optname, const void* optval, socklen_t optlen)
     ssize_t send(int sockfd, const void* buf, size_t len, int flags)
@@ -72,6 +76,7 @@ cdef extern from "<netinet/in.h>" nogil:
 cdef extern from "<netinet/tcp.h>" nogil:
     enum:
         TCP_NODELAY
+        TCP_NOTSENT_LOWAT
 
 cdef extern from "<unistd.h>" nogil:
     int close(int fd)
