@@ -5,10 +5,16 @@ finishing it, to hold the server's connection slots. kestrel's answer is the hea
 (ASP.NET Core Kestrel's RequestHeadersTimeout): from a request's first byte, its head must be
 complete within request_headers_timeout, else 408 and close, counted in the metrics.
 
-The server runs as `python -m kestrel` pinned to core 0, wrk (the load generator) to core 1.
-wrk measures the server's throughput alone, then again while 500 slowloris connections are
-kept open: each one cut by the server is replaced at once, as an attacker would, so the
-attacked measurement runs under the full load all along. Then:
+The server runs as `python -m kestrel` pinned to core 0; wrk (the load generator) and the
+attacker's thread run on core 1. wrk measures the server's throughput alone, then again while
+500 slowloris connections are kept open. The attacker opens its connections one at a time
+(checking the open ones for cuts in between, so that a cut's time is taken when it happens) and
+signals `ready` once all 500 are open and dripping; the attacked wrk run starts only then, so
+it judges the server under the full attack, not how fast this machine opens 500 sockets (on a
+loaded VM that takes more than the half second the test once waited, and the attack was then
+measured short of its strength). From `ready` on, each connection the server cuts is replaced
+before it is closed, so the attacker never holds fewer than 500; the fewest it held during each
+attacked run is checked, and a connection it cannot open fails the test saying why. Then:
 
 (a) wrk keeps at least 90% of its throughput: 7 attacked runs, each between two runs alone,
     each judged against the mean of the two around it, and the median of those 7 ratios taken,
@@ -50,6 +56,8 @@ CUT_SLACK = 2.0  # (b): cut within HEADERS_TIMEOUT + CUT_SLACK of the first byte
 WRK_SECONDS = 2
 WRK_CONNECTIONS = 32
 SERVER_CORE, CLIENT_CORE = 0, 1
+CONNECT_TIMEOUT = 5.0  # one connect of the attacker's, before it reports the failure
+READY_TIMEOUT = 30.0  # for the attacker to open all its connections, however slow the machine
 RUNS = 7  # attacked runs; single wrk runs on this VM vary by 15-20 %, drifting over seconds
 MIN_RATIO = 0.9
 
@@ -136,23 +144,40 @@ HEAD = b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: "
 @dataclass
 class Drip:
     sock: socket.socket
-    first_byte: float
+    first_byte: float  # just before the head's first byte was sent
     next_send: float
-    cut: float | None = None
+    cut: float | None = None  # when the select() that reported the cut returned
     how: str = ""  # "408", "eof" or the error that told us
+
+
+class ConnectFailed(Exception):
+    """The attacker could not open a connection: the test cannot judge the server then."""
 
 
 @dataclass
 class Slowloris:
     """Keeps `count` connections dripping a request head, replacing each one the server cuts
-    while `sustain` is set. Runs in a thread; one selector for all of them."""
+    while `sustain` is set. Runs in a thread; one selector for all of them.
+
+    It opens the connections one at a time, checking the open ones for cuts after each, and sets
+    `ready` once all `count` are open and dripping. From then on `open` never dips under `count`
+    while `sustain` is set: a cut connection's replacement is opened before it is closed, and a
+    connection that cannot be opened ends the thread with ConnectFailed in `error`."""
 
     port: int
     count: int
     sustain: threading.Event = field(default_factory=threading.Event)
     stop: threading.Event = field(default_factory=threading.Event)
+    ready: threading.Event = field(default_factory=threading.Event)
     drips: list[Drip] = field(default_factory=list)
     error: BaseException | None = None
+    # How long opening the first `count` took: this machine's speed, not the server's.
+    ramp_seconds: float | None = None
+    # The fewest connections open at any moment from `ready` until `sustain` was cleared.
+    floor: int | None = None
+    # The longest the thread went without asking the selector for cuts: a cut is seen late by
+    # at most this, so it bounds the error of every measured lifetime.
+    blind_seconds: float = 0.0
     # Its own CPU time, reported: it shares wrk's core, so what it spends comes off wrk's rate.
     cpu_seconds: float = 0.0
 
@@ -160,9 +185,20 @@ class Slowloris:
         self.selector = selectors.DefaultSelector()
         self.queue: collections.deque[Drip] = collections.deque()
         self.open = 0
+        self.last_select = 0.0
 
     def _connect(self) -> None:
-        sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        phase = "replacing a cut connection" if self.ready.is_set() else "opening"
+        begun = time.monotonic()
+        try:
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=CONNECT_TIMEOUT)
+        except OSError as exc:
+            limit = resource.getrlimit(resource.RLIMIT_NOFILE)
+            raise ConnectFailed(
+                f"slowloris connection {len(self.drips) + 1} ({phase}, {self.open} of "
+                f"{self.count} open) failed after {time.monotonic() - begun:.2f} s: {exc!r}; "
+                f"this process's RLIMIT_NOFILE {limit}"
+            ) from exc
         sock.setblocking(False)
         now = time.monotonic()
         sock.send(HEAD)  # a fresh socket's buffer takes it whole
@@ -172,41 +208,58 @@ class Slowloris:
         self.selector.register(sock, selectors.EVENT_READ, drip)
         self.open += 1
 
-    def _cut(self, drip: Drip, how: str) -> None:
-        drip.cut = time.monotonic()
+    def _cut(self, drip: Drip, seen: float, how: str) -> None:
+        drip.cut = seen
         drip.how = how
         if self.sustain.is_set():
             self._connect()  # first, so that `open` never dips under `count`
         self.selector.unregister(drip.sock)
         drip.sock.close()
         self.open -= 1
+        if self.ready.is_set() and self.sustain.is_set():
+            self.floor = min(self.open, self.count if self.floor is None else self.floor)
+
+    def _serve(self, timeout: float) -> None:
+        """Take the cuts the selector reports, then send the drips that are due."""
+        called = time.monotonic()
+        self.blind_seconds = max(self.blind_seconds, called - self.last_select)
+        events = self.selector.select(timeout)
+        seen = self.last_select = time.monotonic()
+        for key, _ in events:
+            drip = key.data
+            try:
+                data = drip.sock.recv(4096)
+            except OSError as exc:
+                self._cut(drip, seen, type(exc).__name__)
+                continue
+            self._cut(drip, seen, "408" if data.startswith(b"HTTP/1.1 408 ") else "eof")
+        now = time.monotonic()
+        while self.queue and self.queue[0].next_send <= now:
+            drip = self.queue.popleft()
+            if drip.cut is not None:
+                continue
+            try:
+                drip.sock.send(b"a")
+            except OSError as exc:
+                self._cut(drip, now, type(exc).__name__)
+                continue
+            drip.next_send += DRIP_INTERVAL
+            self.queue.append(drip)
 
     def run(self) -> None:
         try:
-            for _ in range(self.count):
+            started = self.last_select = time.monotonic()
+            # One at a time, serving the open ones in between: on a slow machine this takes
+            # long, and a cut must still be seen when it happens, not after the last connect.
+            while self.open < self.count and not self.stop.is_set():
                 self._connect()
+                self._serve(0.0)
+            self.ramp_seconds = time.monotonic() - started
+            self.floor = self.open
+            self.ready.set()
             while self.open and not self.stop.is_set():
                 wait = self.queue[0].next_send - time.monotonic() if self.queue else 0.05
-                for key, _ in self.selector.select(min(max(wait, 0.0), 0.05)):
-                    drip = key.data
-                    try:
-                        data = drip.sock.recv(4096)
-                    except OSError as exc:
-                        self._cut(drip, type(exc).__name__)
-                        continue
-                    self._cut(drip, "408" if data.startswith(b"HTTP/1.1 408 ") else "eof")
-                now = time.monotonic()
-                while self.queue and self.queue[0].next_send <= now:
-                    drip = self.queue.popleft()
-                    if drip.cut is not None:
-                        continue
-                    try:
-                        drip.sock.send(b"a")
-                    except OSError as exc:
-                        self._cut(drip, type(exc).__name__)
-                        continue
-                    drip.next_send += DRIP_INTERVAL
-                    self.queue.append(drip)
+                self._serve(min(max(wait, 0.0), 0.05))
         except BaseException as exc:
             self.error = exc
         finally:
@@ -215,6 +268,19 @@ class Slowloris:
                 if drip.cut is None:
                     drip.sock.close()
             self.selector.close()
+
+
+def wait_until_ready(attacker: Slowloris, thread: threading.Thread) -> None:
+    """Return once the attacker holds all its connections; fail saying why if it cannot."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not attacker.ready.wait(0.05):
+        assert attacker.error is None, f"the attacker failed: {attacker.error}"
+        assert thread.is_alive(), "the attacker's thread ended before it was ready"
+        assert time.monotonic() < deadline, (
+            f"the attacker opened only {attacker.open} of {attacker.count} connections in "
+            f"{READY_TIMEOUT} s ({len(attacker.drips)} in all, "
+            f"{sum(drip.cut is not None for drip in attacker.drips)} cut meanwhile)"
+        )
 
 
 def on_client_core(run: Callable[[], None]) -> None:
@@ -232,6 +298,11 @@ def test_slowloris_is_cut_while_wrk_keeps_its_throughput(tmp_path: Path) -> None
     started = time.monotonic()
     own_limit = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, descriptor_limit(4 * SLOWLORIS))
+    # The server gets the same hard limit: both need the slowloris connections, wrk's and some.
+    room = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if room[0] < SLOWLORIS + WRK_CONNECTIONS + 100:
+        resource.setrlimit(resource.RLIMIT_NOFILE, own_limit)
+        pytest.fail(f"RLIMIT_NOFILE {room} leaves no room for {SLOWLORIS} connections")
     attackers: list[Slowloris] = []
     baseline: list[float] = []
     under_attack: list[float] = []
@@ -253,18 +324,20 @@ def test_slowloris_is_cut_while_wrk_keeps_its_throughput(tmp_path: Path) -> None
                 )
                 thread.start()
                 try:
-                    # Let the connections reach the server and start dripping.
-                    time.sleep(DRIP_INTERVAL)
-                    strength.append(attacker.open)
+                    # The attacked run starts when the attack is at full strength, however long
+                    # this machine takes to open the connections.
+                    wait_until_ready(attacker, thread)
                     under_attack.append(wrk(port))
-                    strength.append(attacker.open)
+                    assert attacker.error is None, f"the attacker failed: {attacker.error}"
+                    assert attacker.floor is not None
+                    strength.append(min(attacker.floor, attacker.open))
                     # No more replacements: the server cuts what is left within the timeout.
                     attacker.sustain.clear()
                     thread.join(timeout=HEADERS_TIMEOUT + CUT_SLACK + 2)
                 finally:
                     attacker.stop.set()
                     thread.join(timeout=5)
-                assert attacker.error is None, attacker.error
+                assert attacker.error is None, f"the attacker failed: {attacker.error}"
             baseline.append(wrk(port))
             drips = [drip for attacker in attackers for drip in attacker.drips]
             # The server counts a timeout when it closes the connection, after our close.
@@ -282,22 +355,31 @@ def test_slowloris_is_cut_while_wrk_keeps_its_throughput(tmp_path: Path) -> None
     # median of those ratios does not hang on one run the VM happened to make fast or slow.
     around = [(before + after) / 2 for before, after in itertools.pairwise(baseline)]
     ratio = statistics.median(a / b for a, b in zip(under_attack, around, strict=True))
+    blind = max(a.blind_seconds for a in attackers)
     print(
         f"\nwrk req/s alone {[round(r) for r in baseline]}, with {SLOWLORIS} slowloris "
         f"{[round(r) for r in under_attack]}: median ratio {ratio:.1%}; "
+        f"attack ready after {[round(a.ramp_seconds or 0, 2) for a in attackers]} s, "
+        f"at least {strength} open during the attacked runs; "
         f"{len(drips)} slowloris connections, cut by {dict(hows)} after "
-        f"{min(lifetimes, default=0):.2f}-{max(lifetimes, default=0):.2f} s; "
+        f"{min(lifetimes, default=0):.2f}-{max(lifetimes, default=0):.2f} s "
+        f"(seen at most {blind * 1000:.0f} ms late); "
         f"headers_timeouts {timeouts:.0f}; "
         f"attacker CPU {[round(a.cpu_seconds, 2) for a in attackers]} s; "
         f"{time.monotonic() - started:.1f} s in all"
     )
     # (a) the server's throughput holds, under the full attack all along.
-    assert min(strength) >= SLOWLORIS, strength
+    assert min(strength) >= SLOWLORIS, f"the attack was not at full strength: {strength}"
     assert ratio >= MIN_RATIO, (baseline, under_attack)
     # (b) every slowloris connection was cut, at the headers timeout.
     assert len(lifetimes) == len(drips), f"{hows}: some were never cut"
-    assert min(lifetimes) >= HEADERS_TIMEOUT - 0.05, "cut before the headers timeout"
-    assert max(lifetimes) <= HEADERS_TIMEOUT + CUT_SLACK, "cut too late"
+    assert min(lifetimes) >= HEADERS_TIMEOUT - 0.05, (
+        f"cut before the headers timeout, after {min(lifetimes):.3f} s"
+    )
+    assert max(lifetimes) <= HEADERS_TIMEOUT + CUT_SLACK, (
+        f"cut too late, after {max(lifetimes):.3f} s (the attacker saw cuts at most "
+        f"{blind:.3f} s late)"
+    )
     # (c) and counted.
     assert timeouts >= SLOWLORIS
     assert timeouts >= len(drips)
