@@ -199,7 +199,7 @@ cdef class Pipe:
 
 cdef class HttpServer:
     cdef object app
-    # The request contract (issue #5); times in seconds, rates in bytes per second.
+    # The request contract; times in seconds, rates in bytes per second.
     cdef double keep_alive_timeout
     cdef double request_headers_timeout
     cdef double min_request_body_rate
@@ -327,7 +327,6 @@ cdef class Connection(EpollHandler):
     cdef Request current
     cdef object task
     cdef uint32_t events
-    cdef bint handler_running
     cdef bint message_complete
     cdef bint close_after_write
     cdef bint closed
@@ -336,7 +335,7 @@ cdef class Connection(EpollHandler):
     cdef int file_fd                  # a FileResponse being sent, or -1
     cdef off_t file_offset
     cdef long long file_remaining
-    # The request contract (issue #5), checked by the server's heartbeat.
+    # The request contract, checked by the server's heartbeat.
     cdef int deadline_kind            # Deadline: what `deadline` is for
     cdef double deadline              # when it passes (monotonic seconds)
     cdef int end_reason               # End, once decided; -1 until then

@@ -18,10 +18,6 @@ __all__ = ["DEFAULT_BACKLOG", "Limits"]
 
 DEFAULT_BACKLOG = 2048  # uvicorn's and hypercorn's default; the kernel caps it at somaxconn
 
-# Limits the server applies itself rather than handing to the engine.
-_SERVER_ONLY = frozenset({"backlog", "graceful_timeout"})
-
-
 def _limit(default: Any, help: str, *, zero_disables: bool = False) -> Any:
     return field(default=default, metadata={"help": help, "zero_disables": zero_disables})
 
@@ -108,11 +104,3 @@ class Limits:
             raise ValueError("max_request_buffer_size must be at least 8192 bytes")
         if self.max_response_buffer_size < 4096:
             raise ValueError("max_response_buffer_size must be at least 4096 bytes")
-
-    def engine_options(self) -> dict[str, Any]:
-        """Keyword arguments for the engine (kestrel._core.HttpServer)."""
-        return {
-            spec.name: getattr(self, spec.name)
-            for spec in dataclasses.fields(self)
-            if spec.name not in _SERVER_ONLY
-        }

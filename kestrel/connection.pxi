@@ -499,7 +499,6 @@ cdef class Connection(EpollHandler):
         self.current = None
         self.task = None
         self.events = EPOLLIN | EPOLLRDHUP
-        self.handler_running = False
         self.message_complete = False
         self.close_after_write = False
         self.closed = False
@@ -628,7 +627,7 @@ cdef class Connection(EpollHandler):
         cdef Py_ssize_t pos = 0
         cdef int event
         while not self.closed and not self.lingering:
-            if self.handler_running and self.message_complete:
+            if self.current is not None and self.message_complete:
                 break  # the next pipelined request waits for this response
             if parser.state == S_ERROR:
                 return size  # refused already: the rest is not looked at
@@ -639,7 +638,7 @@ cdef class Connection(EpollHandler):
             if event == EV_HEADERS:
                 self._start_request(parser.head)
             elif event == EV_BODY:
-                if self.handler_running:
+                if self.current is not None:
                     self.current._body().feed(parser.body_ptr, parser.body_len)
                 elif self.draining:
                     # The handler answered without reading it: discarded, within the budget.
@@ -656,7 +655,7 @@ cdef class Connection(EpollHandler):
             elif event == EV_MESSAGE_END:
                 self.message_complete = True
                 self.responded = False
-                if self.handler_running and self.current.body_stream is not None:
+                if self.current is not None and self.current.body_stream is not None:
                     self.current.body_stream.finish()
                 elif self.draining:
                     self.draining = False
@@ -667,7 +666,7 @@ cdef class Connection(EpollHandler):
                 # follows is not read. Close once the response is out.
                 self._end(END_CONNECTION_CLOSE)
                 self.close_after_write = True
-                if not self.handler_running:
+                if self.current is None:
                     self._close_if_done()
                 break
             else:
@@ -698,7 +697,6 @@ cdef class Connection(EpollHandler):
             body.limit = server.max_request_body_size
             request.body_stream = body
         self.current = request
-        self.handler_running = True
         self.message_complete = False
         self.responded = False
         self.deadline_kind = DL_NONE  # the head is in; the body rate applies from here
@@ -749,10 +747,10 @@ cdef class Connection(EpollHandler):
 
     cdef void _after_response(self):
         """After an asynchronous response: send it, then go on with held input."""
-        if not self.closed and self.held_in is not None and not self.handler_running:
+        if not self.closed and self.held_in is not None and self.current is None:
             self._process_held()
         self._flush()
-        if not self.closed and not self.handler_running:
+        if not self.closed and self.current is None:
             self._input_consumed()
             self._input_idle()
         self._update_deadline()
@@ -1069,7 +1067,6 @@ cdef class Connection(EpollHandler):
 
     cdef void _response_finished(self, Request request):
         """The whole response is queued: the connection may take the next request."""
-        self.handler_running = False
         self.current = None
         self.responded = not self.message_complete
         if not request.head.keep_alive:
@@ -1145,7 +1142,7 @@ cdef class Connection(EpollHandler):
             if self.end_reason < 0:
                 server.connections_rejected += 1
             self._end(END_REJECTED)
-        if self.handler_running:
+        if self.current is not None:
             # A framing error or limit in the body of a request being handled: the handler's
             # next read raises it; left uncaught, its status is the response (_handler_done).
             self.current._fail_body(HttpParseError(reason, self.parser.error_detail or ""))
@@ -1175,7 +1172,7 @@ cdef class Connection(EpollHandler):
 
     cdef void _close_if_done(self):
         """Close once a connection that must close has nothing left to send."""
-        if self.closed or self.handler_running:
+        if self.closed or self.current is not None:
             return
         self._flush()
         if (not self.closed and (self.held_out is None or self.held_out.size == 0)
@@ -1236,9 +1233,9 @@ cdef class Connection(EpollHandler):
         else:
             self._output_unblocked()
             self._output_progress()
-            if self.close_after_write and not self.handler_running:
+            if self.close_after_write and self.current is None:
                 self._linger()
-            elif self.deadline_kind == DL_NONE and not self.handler_running:
+            elif self.deadline_kind == DL_NONE and self.current is None:
                 self._update_deadline()  # the response is out: the connection is idle now
 
     cdef void _output_blocked(self):
@@ -1270,7 +1267,7 @@ cdef class Connection(EpollHandler):
         """
         self.peer_eof = True
         self._set_events(self.events & ~(EPOLLIN | EPOLLRDHUP))
-        if self.handler_running:
+        if self.current is not None:
             if not self.message_complete:
                 self.current._fail_body(
                     ClientDisconnect("the client closed the connection mid-body"))
@@ -1287,7 +1284,7 @@ cdef class Connection(EpollHandler):
             self.close_after_write = True
             self._close_if_done()
 
-    # ---- The request contract (issue #5): deadlines, rates, drains and lingering closes.
+    # ---- The request contract: deadlines, rates, drains and lingering closes.
 
     cdef void _end(self, int reason):
         """Record why this connection ends; the first reason given is the one counted."""
@@ -1301,7 +1298,7 @@ cdef class Connection(EpollHandler):
         cdef HttpParser parser = self.parser
         if self.closed or self.lingering or self.draining:
             return
-        if (self.handler_running or self.file_fd >= 0
+        if (self.current is not None or self.file_fd >= 0
                 or (self.held_out is not None and self.held_out.size)):
             # Busy: a handler runs, or a response is still going out (the response rate
             # watches that); the idle clock starts when the connection is really idle.
@@ -1326,11 +1323,11 @@ cdef class Connection(EpollHandler):
         if self.closed:
             return
         if self.lingering:
-            if now >= self.deadline:  # DL_LINGER
+            if now >= self.deadline:
                 self.close()
             return
         if self.draining:
-            if now >= self.deadline:  # DL_DRAIN
+            if now >= self.deadline:
                 self.draining = False
                 self._end(END_DRAIN_TIMEOUT)
                 _contract_warning(self, "an unread request body did not finish within the "
@@ -1363,7 +1360,7 @@ cdef class Connection(EpollHandler):
                 self.deadline_kind = DL_NONE
                 self._reject(R_REQUEST_HEADERS_TIMEOUT)
             return
-        body = self.current.body_stream if self.handler_running else None
+        body = self.current.body_stream if self.current is not None else None
         if body is not None and not self.message_complete and server.min_request_body_rate > 0:
             waited = body.wait_total
             if body.wait_started:
@@ -1405,7 +1402,7 @@ cdef class Connection(EpollHandler):
         if self.close_after_write:
             return  # closing anyway (a 408, a rejection, Connection: close): no drain
         self.draining = True
-        self.deadline_kind = DL_DRAIN
+        self.deadline_kind = DL_NONE  # `draining` tells what `deadline` is for
         self.deadline = _monotonic() + server.drain_timeout
         self.drain_left = server.max_drain_size
         self._input_consumed()  # reading may have paused on the body the handler left
@@ -1428,7 +1425,7 @@ cdef class Connection(EpollHandler):
         shutdown(self.fd, SHUT_WR)
         self.lingering = True
         self.draining = False
-        self.deadline_kind = DL_LINGER
+        self.deadline_kind = DL_NONE  # `lingering` tells what `deadline` is for
         self.deadline = _monotonic() + self.server.linger_time
         if self.held_in is not None:
             self.held_in.clear()

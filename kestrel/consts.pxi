@@ -112,8 +112,7 @@ cdef enum Deadline:
     DL_NONE = 0
     DL_KEEP_ALIVE = 1
     DL_HEADERS = 2
-    DL_DRAIN = 3       # an unread body must finish draining
-    DL_LINGER = 4      # a lingering close ends, client EOF or not
+    # A drain's and a lingering close's deadlines are told by `draining` and `lingering`.
 
 # ---- Character classes, filled once at import (see _init_tables in parser.pxi).
 cdef unsigned char TOKEN_CHAR[256]     # tchar, RFC 9110 §5.6.2

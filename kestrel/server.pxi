@@ -6,7 +6,7 @@
 # asyncio, a scratch input buffer and an output buffer used by one connection at a time (the
 # loop is single-threaded), the Date header (formatted once per heartbeat tick, not per
 # request), and the counters that metrics will expose. One heartbeat timer drives everything
-# periodic; the timeouts of issue #5 hang off it too.
+# periodic; the request contract's deadlines hang off it too.
 
 import collections.abc
 import mimetypes
@@ -398,28 +398,44 @@ class KestrelEventLoop(asyncio.SelectorEventLoop):
             return super().call_soon(callback, *args, context=context)
 
 
+cdef object _limit(limits, str name, default):
+    return default if limits is None else getattr(limits, name)
+
+
 cdef class HttpServer:
     """The engine for one process: serves `app` on the sockets given to listen()."""
 
-    def __cinit__(self, app, *, loop, bint access_log=False, server_header="kestrel",
-                  Py_ssize_t max_request_line_size=DEFAULT_MAX_REQUEST_LINE_SIZE,
-                  Py_ssize_t max_request_headers_size=DEFAULT_MAX_REQUEST_HEADERS_SIZE,
-                  Py_ssize_t max_request_headers=DEFAULT_MAX_REQUEST_HEADERS,
-                  long long max_request_body_size=DEFAULT_MAX_REQUEST_BODY_SIZE,
-                  Py_ssize_t max_request_buffer_size=DEFAULT_MAX_REQUEST_BUFFER_SIZE,
-                  Py_ssize_t max_response_buffer_size=DEFAULT_MAX_RESPONSE_BUFFER_SIZE,
-                  long long max_parser_body_size=-2, request_class=None,
-                  double keep_alive_timeout=DEFAULT_KEEP_ALIVE_TIMEOUT,
-                  double request_headers_timeout=DEFAULT_REQUEST_HEADERS_TIMEOUT,
-                  double min_request_body_rate=DEFAULT_MIN_REQUEST_BODY_RATE,
-                  double min_response_rate=DEFAULT_MIN_RESPONSE_RATE,
-                  double min_rate_grace=DEFAULT_MIN_RATE_GRACE,
-                  double drain_timeout=DEFAULT_DRAIN_TIMEOUT,
-                  long long max_drain_size=DEFAULT_MAX_DRAIN_SIZE,
-                  Py_ssize_t max_connections=0,
-                  double linger_time=DEFAULT_LINGER_TIME,
-                  heartbeat_interval=None, metrics_path=None, metrics_renderer=None,
-                  error_response=None, bint accepts_connect=False):
+    def __cinit__(self, app, *, loop, limits=None, bint access_log=False,
+                  server_header="kestrel", long long max_parser_body_size=-2,
+                  request_class=None, heartbeat_interval=None, metrics_path=None,
+                  metrics_renderer=None, error_response=None, bint accepts_connect=False):
+        """`limits` is a kestrel.Limits (the request contract: sizes, timeouts, rates);
+        None takes its defaults, which are the ones consts.pxi names."""
+        cdef Py_ssize_t max_request_line_size = _limit(
+            limits, "max_request_line_size", DEFAULT_MAX_REQUEST_LINE_SIZE)
+        cdef Py_ssize_t max_request_headers_size = _limit(
+            limits, "max_request_headers_size", DEFAULT_MAX_REQUEST_HEADERS_SIZE)
+        cdef Py_ssize_t max_request_headers = _limit(
+            limits, "max_request_headers", DEFAULT_MAX_REQUEST_HEADERS)
+        cdef long long max_request_body_size = _limit(
+            limits, "max_request_body_size", DEFAULT_MAX_REQUEST_BODY_SIZE)
+        cdef Py_ssize_t max_request_buffer_size = _limit(
+            limits, "max_request_buffer_size", DEFAULT_MAX_REQUEST_BUFFER_SIZE)
+        cdef Py_ssize_t max_response_buffer_size = _limit(
+            limits, "max_response_buffer_size", DEFAULT_MAX_RESPONSE_BUFFER_SIZE)
+        cdef double keep_alive_timeout = _limit(
+            limits, "keep_alive_timeout", DEFAULT_KEEP_ALIVE_TIMEOUT)
+        cdef double request_headers_timeout = _limit(
+            limits, "request_headers_timeout", DEFAULT_REQUEST_HEADERS_TIMEOUT)
+        cdef double min_request_body_rate = _limit(
+            limits, "min_request_body_rate", DEFAULT_MIN_REQUEST_BODY_RATE)
+        cdef double min_response_rate = _limit(
+            limits, "min_response_rate", DEFAULT_MIN_RESPONSE_RATE)
+        cdef double min_rate_grace = _limit(limits, "min_rate_grace", DEFAULT_MIN_RATE_GRACE)
+        cdef double drain_timeout = _limit(limits, "drain_timeout", DEFAULT_DRAIN_TIMEOUT)
+        cdef long long max_drain_size = _limit(limits, "max_drain_size", DEFAULT_MAX_DRAIN_SIZE)
+        cdef Py_ssize_t max_connections = _limit(limits, "max_connections", 0)
+        cdef double linger_time = DEFAULT_LINGER_TIME
         if not isinstance(loop, KestrelEventLoop):
             raise TypeError("HttpServer needs a KestrelEventLoop (kestrel.new_event_loop())")
         self.app = app
@@ -521,7 +537,7 @@ cdef class HttpServer:
         for connection in list(self.connections):
             connection._end(END_SHUTDOWN)
             connection.close_after_write = True
-            if (not connection.handler_running and connection.file_fd < 0
+            if (connection.current is None and connection.file_fd < 0
                     and (connection.held_out is None or connection.held_out.size == 0)):
                 connection.close()
         deadline = _monotonic() + timeout
@@ -553,7 +569,7 @@ cdef class HttpServer:
             "connection_ends": ends,
             "requests_total": self.requests_total,
             "requests_active": sum(1 for c in self.connections
-                                   if (<Connection>c).handler_running),
+                                   if (<Connection>c).current is not None),
             "bytes_read": self.bytes_read,
             "bytes_written": self.bytes_written,
             "read_pauses": self.read_pauses,

@@ -123,7 +123,7 @@ class Server:
                 metrics_renderer=self._render_metrics,
                 error_response=host.error_response,
                 accepts_connect=host.accepts_connect,
-                **self.limits.engine_options(),
+                limits=self.limits,
             )
             self._engine = engine
             if sock is not None:
