@@ -1,4 +1,4 @@
-# Listeners, connections, requests and their bodies, and the response writer.
+# Listeners, connections, requests and their bodies.
 #
 # Theory of operation
 # -------------------
@@ -6,8 +6,13 @@
 # RequestHead starts the handler at once (the body, if any, streams in behind it). While a
 # handler runs, body bytes go to its RequestBody; once the message is complete, parsing stops
 # and whatever follows (pipelined requests) is kept in held_in until the response is out.
-# Responses are serialized into the server's output buffer and sent directly; a connection
-# keeps only what the socket did not accept (held_out).
+# Responses are serialized into the server's output buffer by the response writer
+# (response_writer.pxi, which alone decides framing) and sent directly; a connection keeps only
+# what the socket did not accept (held_out). Once a request has had its response, nothing
+# found in the rest of its body is ever answered: a framing error there closes the connection
+# silently (`responded`). An abort resets the connection (SO_LINGER 0), so the kernel lets go
+# of what it still held for the client; TCP_NOTSENT_LOWAT caps what it takes in the first
+# place, so output flow control holds from the writer down into the kernel.
 #
 # Input flow control: once held input plus body bytes the handler has not read reach
 # max_request_buffer_size (1 MiB), EPOLLIN is dropped and the socket is not read; the

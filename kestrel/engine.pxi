@@ -1,4 +1,4 @@
-# The engine: an epoll loop under asyncio, connections, and the response writer.
+# The engine: the epoll loop under asyncio, and the server's sockets on it.
 #
 # Theory of operation
 # -------------------
