@@ -1,8 +1,8 @@
 """The parser against two conformance corpora: llhttp's request tests and Http11Probe.
 
-Both corpora live in ../shared/corpora beside the repository (see the README.md there). They
-are data from other projects' test suites, so each case is turned into a statement about
-kestrel's parser here:
+Both corpora live in tests/corpora (its README.md names their sources and licences and says
+what the fields mean). They are data from other projects' test suites, so each case is turned
+into a statement about kestrel's parser here:
 
 - llhttp (the parser inside Node.js): every strict-mode request case must get the decision
   llhttp gives it (accept, reject, or stop after N complete messages), fed whole and cut at
@@ -35,7 +35,7 @@ from kestrel._core import (
     RequestHead,
 )
 
-CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+CORPORA = Path(__file__).resolve().parent / "corpora"
 
 
 def load_corpus(name: str) -> Any:
@@ -44,8 +44,7 @@ def load_corpus(name: str) -> Any:
         # A missing corpus must fail the run: skipping would turn the conformance suite green
         # on a checkout that does not have it.
         raise FileNotFoundError(
-            f"{path} not found: the conformance corpora must be checked out at {CORPORA} "
-            "(shared/corpora beside the repository)"
+            f"{path} not found: the conformance corpora are part of the repository, in {CORPORA}"
         )
     return json.loads(path.read_text(encoding="utf-8"))
 
