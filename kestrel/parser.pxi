@@ -608,7 +608,9 @@ cdef class HttpParser:
                     self.max_chunk_extensions_size - self.chunk_ext_bytes)
                 if at < first:
                     first = at
-                    reason = (R_CHUNK_EXTENSIONS_TOO_LARGE if p[digits] == b';'
+                    # BWS may come before the ";" of an extension (RFC 9112 §7.1.1).
+                    reason = (R_CHUNK_EXTENSIONS_TOO_LARGE
+                              if p[digits] == b';' or _is_ows(p[digits])
                               else R_INVALID_CHUNK_SIZE)
         if scan_cr:
             # A CR with a byte after it in the line is bare; it fires at that byte.
@@ -954,9 +956,8 @@ cdef class HttpParser:
     cdef int _chunk_size_line(self, const char* line, Py_ssize_t length) except -1:
         """chunk-size [ chunk-ext ], CRLF removed (RFC 9112 §7.1)."""
         cdef const unsigned char* p = <const unsigned char*>line
-        cdef Py_ssize_t i = 0, ext_start
+        cdef Py_ssize_t i = 0, ext_start, start, after
         cdef long long size = 0
-        cdef int digit
         while i < length and HEX_VALUE[p[i]] >= 0:
             if i == MAX_CHUNK_SIZE_DIGITS or size >= MAX_CHUNK_SIZE >> 4:
                 return self._fail(R_INVALID_CHUNK_SIZE, "chunk size too large")
@@ -966,18 +967,32 @@ cdef class HttpParser:
             return self._fail(R_INVALID_CHUNK_SIZE, "invalid chunk size")
         ext_start = i
         while i < length:
-            # chunk-ext = *( ";" token [ "=" ( token / quoted-string ) ] ), no BWS.
-            if p[i] != b';':
-                return self._fail(R_INVALID_CHUNK_SIZE if i == ext_start else
+            # chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ),
+            # chunk-ext-val = token / quoted-string (RFC 9112 §7.1.1). BWS (SP/HTAB, RFC 9110
+            # §5.6.3) only where the grammar has it: whitespace that no ";" follows, as in
+            # "5 " or "5;a ", is an error.
+            start = i
+            while i < length and _is_ows(p[i]):
+                i += 1
+            if i == length or p[i] != b';':
+                return self._fail(R_INVALID_CHUNK_SIZE if start == ext_start else
                                   R_INVALID_CHUNK_EXTENSION, "invalid chunk-size line")
             i += 1
-            digit = i
+            while i < length and _is_ows(p[i]):
+                i += 1
+            start = i
             while i < length and TOKEN_CHAR[p[i]]:
                 i += 1
-            if i == digit:
+            if i == start:
                 return self._fail(R_INVALID_CHUNK_EXTENSION, "chunk extension without a name")
-            if i < length and p[i] == b'=':
-                i += 1
+            # Look past BWS for "="; without one, the BWS must precede the next ";".
+            after = i
+            while after < length and _is_ows(p[after]):
+                after += 1
+            if after < length and p[after] == b'=':
+                i = after + 1
+                while i < length and _is_ows(p[i]):
+                    i += 1
                 if i < length and p[i] == b'"':
                     i += 1
                     while True:
@@ -997,10 +1012,10 @@ cdef class HttpParser:
                             return self._fail(R_INVALID_CHUNK_EXTENSION,
                                               "invalid byte in quoted string")
                 else:
-                    digit = i
+                    start = i
                     while i < length and TOKEN_CHAR[p[i]]:
                         i += 1
-                    if i == digit:
+                    if i == start:
                         return self._fail(R_INVALID_CHUNK_EXTENSION,
                                           "chunk extension without a value")
         # The extension budget was checked by _early_reason().
