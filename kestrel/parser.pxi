@@ -524,12 +524,12 @@ cdef class HttpParser:
     #
     # A line can arrive whole or a byte at a time, and its error must not depend on which. So
     # a few checks are "early": each fires at a definite byte of the line, and can therefore
-    # be applied to an unfinished line as well as to a whole one (obs-fold and the field
-    # count at byte 1, a size limit at the byte that passes it, a bare CR at the byte after
-    # it, chunk-size digits at the 17th). In either case the check that fires first wins.
-    # Only when none fires is the line judged as a whole: a bare LF ending, then its content.
-    # An unfinished line is kept only up to the size at which an early check must fire, so
-    # no line costs more memory than its limit.
+    # be applied to an unfinished line as well as to a whole one (a request line's first
+    # byte, obs-fold and the field count at byte 1, a size limit at the byte that passes it,
+    # a bare CR at the byte after it, chunk-size digits at the 17th). In either case the
+    # check that fires first wins. Only when none fires is the line judged as a whole: a bare
+    # LF ending, then its content. An unfinished line is kept only up to the size at which an
+    # early check must fire, so no line costs more memory than its limit.
 
     cdef Py_ssize_t _line_budget(self, int state) noexcept:
         """Content bytes a line in this state may hold before a size check fires."""
@@ -587,6 +587,12 @@ cdef class HttpParser:
                 first = at
                 reason = R_HEADERS_TOO_LARGE
         elif state == S_REQUEST_LINE:
+            if not TOKEN_CHAR[p[0]] and p[0] != b'\r':
+                # A request line starts with its method, a token (RFC 9110 §9.1); only the
+                # CRLF of an empty line may come before it (RFC 9112 §2.2). Anything else (a
+                # TLS ClientHello's 0x16, binary noise, whitespace) is not HTTP/1.1.
+                first = 1
+                reason = R_INVALID_REQUEST_LINE
             at = _passes_limit_at(p, n, self._line_budget(state))
             if at < first:
                 first = at

@@ -138,6 +138,9 @@ BROWSER_HEAD = head("GET", b"/index.html?q=1", [(n.lower(), v) for n, v in BROWS
 # The size limit on the request line does not count its CRLF.
 LONG_LINE = b"GET /" + b"a" * 50 + b" HTTP/1.1"
 PRINTABLE_ASCII = bytes(range(0x21, 0x7F))
+# The start of a TLS 1.2/1.3 ClientHello record: handshake (0x16), TLS 1.0 record version,
+# length, ClientHello (0x01), its length and client_version 3.3 (RFC 8446 §5.1, §4.1.2).
+TLS_CLIENT_HELLO = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32)) + b"\r\n"
 TCHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -466,6 +469,18 @@ REJECT = [
     reject("htab-after-target", b"GET /\tHTTP/1.1\r\nHost: x\r\n\r\n",
            R.INVALID_REQUEST_LINE, 400),
     reject("leading-sp", b" GET / HTTP/1.1\r\nHost: x\r\n\r\n", R.INVALID_REQUEST_LINE, 400),
+    # A request line starts with a tchar; a byte that cannot is refused as it arrives (see
+    # test_first_byte_of_a_request_line), before the rest of the line can change the reason.
+    reject("tls-client-hello", TLS_CLIENT_HELLO, R.INVALID_REQUEST_LINE, 400),
+    reject("leading-htab", b"\tGET / HTTP/1.1\r\nHost: x\r\n\r\n", R.INVALID_REQUEST_LINE, 400),
+    reject("leading-nul", b"\x00GET / HTTP/1.1\r\nHost: x\r\n\r\n", R.INVALID_REQUEST_LINE, 400),
+    reject("leading-sp-then-bare-cr", b" GET /\rb HTTP/1.1\r\nHost: x\r\n\r\n",
+           R.INVALID_REQUEST_LINE, 400),
+    reject("non-token-after-empty-line", b"\r\n\x16\x03\x01\r\n\r\n", R.INVALID_REQUEST_LINE, 400),
+    reject("whitespace-only-line", b"   \r\n\r\n", R.INVALID_REQUEST_LINE, 400),
+    # The HTTP/2 preface starts with a token, so it is judged when its line ends: 505, as
+    # for any HTTP/2.0 request line (kestrel does not speak h2c).
+    reject("h2-preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", R.UNSUPPORTED_HTTP_VERSION, 505),
     reject("method-non-token", b"GE(T / HTTP/1.1\r\nHost: x\r\n\r\n", R.INVALID_REQUEST_LINE, 400),
     reject("method-non-ascii", b"G\xc9T / HTTP/1.1\r\nHost: x\r\n\r\n",
            R.INVALID_REQUEST_LINE, 400),
@@ -1092,6 +1107,29 @@ def test_bare_cr_and_obs_fold_refused_before_line_end() -> None:
         (chunked(b"0\r\n "), R.OBSOLETE_LINE_FOLDING),
     ]:
         assert run({}, [raw])[-1] == error(reason, 400), raw
+
+
+def test_first_byte_of_a_request_line() -> None:
+    # Only a tchar (a method's first byte) or the CR of an empty line (RFC 9112 §2.2) can
+    # begin a request line; any other byte is refused the moment it arrives, alone.
+    for byte in range(256):
+        first = bytes([byte])
+        for before in [b"", b"\r\n", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"]:
+            events = run({}, [before, first])
+            last = events[-1] if events else None
+            if byte in TCHARS or first == b"\r":
+                assert last is None or last[0] != "error", (before, first)
+            elif first == b"\n":
+                # A bare LF ending an empty line.
+                assert last == error(R.INVALID_LINE_ENDING, 400), (before, first)
+            else:
+                assert last == error(R.INVALID_REQUEST_LINE, 400), (before, first)
+
+
+def test_h2_preface_waits_for_its_line() -> None:
+    # "P" can begin a method, so nothing is decided before the line ends (as before).
+    assert run({}, [b"PRI * HTTP/2.0"]) == []
+    assert run({}, [b"PRI * HTTP/2.0\r\n"]) == [error(R.UNSUPPORTED_HTTP_VERSION, 505)]
 
 
 # ---- Scenarios.
