@@ -166,7 +166,8 @@ cdef void _init_tables():
         is_alnum = (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122)
         TOKEN_CHAR[c] = is_alnum or c in tchar_punct
         VALUE_CHAR[c] = c == 9 or (32 <= c <= 126) or c >= 128
-        TARGET_CHAR[c] = 33 <= c <= 126
+        # No form of request-target has a fragment (RFC 9112 §3.2), so no "#" either.
+        TARGET_CHAR[c] = 33 <= c <= 126 and c != 35
         HOST_CHAR[c] = is_alnum or c in host_punct
         QDTEXT_CHAR[c] = c in (9, 32, 33) or (35 <= c <= 91) or (93 <= c <= 126) or c >= 128
         LOWER[c] = c + 32 if 65 <= c <= 90 else c
@@ -711,7 +712,9 @@ cdef class HttpParser:
                                                       "exactly one SP")
         for i in range(target_start, target_end):
             if not TARGET_CHAR[p[i]]:
-                return self._fail(R_INVALID_REQUEST_TARGET, "invalid byte in request-target")
+                return self._fail(R_INVALID_REQUEST_TARGET,
+                                  "fragment (#) in request-target" if p[i] == b'#'
+                                  else "invalid byte in request-target")
         i = length - 8
         if p[i + 5] != b'1':
             return self._fail(R_UNSUPPORTED_HTTP_VERSION, "only HTTP/1.x is served")
@@ -1139,7 +1142,7 @@ cdef bint _absolute_form(const unsigned char* p, Py_ssize_t n) noexcept:
         c = p[i]
         if c == b':':
             return (i + 3 < n and p[i + 1] == b'/' and p[i + 2] == b'/'
-                    and p[i + 3] != b'/' and p[i + 3] != b'?' and p[i + 3] != b'#')
+                    and p[i + 3] != b'/' and p[i + 3] != b'?')
         if not ((65 <= c <= 90) or (97 <= c <= 122) or (48 <= c <= 57)
                 or c == b'+' or c == b'-' or c == b'.'):
             return False

@@ -470,9 +470,9 @@ RULES = [
     Rule(
         "request-target-form",
         "kestrel ties the request-target form to the method: asterisk-form only for OPTIONS, "
-        "authority-form only for CONNECT, otherwise origin- or absolute-form (RFC 9112 §3.2; "
-        "docs/parser.md 'Request line'); h11 only checks the target's bytes, llhttp takes "
-        "asterisk-form with any method",
+        "authority-form only for CONNECT, otherwise origin- or absolute-form, none with a "
+        "fragment (RFC 9112 §3.2; docs/parser.md 'Request line'); h11 only checks the "
+        "target's bytes, llhttp takes asterisk-form with any method and a '#fragment'",
         BOTH,
         lambda d: (
             _kestrel_rejects("INVALID_REQUEST_TARGET")(d)
@@ -921,6 +921,8 @@ EXAMPLES = [
     b"CONNECT a:1 HTTP/1.1\r\nHost: a:1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
     b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n:\r\n",
     b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1 ; a = b\r\nx\r\n0\r\n\r\n",
+    # The corpus's deflate cases also have a fragment in the target, refused first.
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: deflate, chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n",
 ]
 
 

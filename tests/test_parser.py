@@ -138,6 +138,8 @@ BROWSER_HEAD = head("GET", b"/index.html?q=1", [(n.lower(), v) for n, v in BROWS
 # The size limit on the request line does not count its CRLF.
 LONG_LINE = b"GET /" + b"a" * 50 + b" HTTP/1.1"
 PRINTABLE_ASCII = bytes(range(0x21, 0x7F))
+# A request-target has no fragment, so no "#" (RFC 9112 §3.2).
+TARGET_BYTES = PRINTABLE_ASCII.replace(b"#", b"")
 # The start of a TLS 1.2/1.3 ClientHello record: handshake (0x16), TLS 1.0 record version,
 # length, ClientHello (0x01), its length and client_version 3.3 (RFC 8446 §5.1, §4.1.2).
 TLS_CLIENT_HELLO = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32)) + b"\r\n"
@@ -187,9 +189,11 @@ ACCEPT = [
            [head("PROPFIND", b"/d", [H_X]), END]),
     accept("method-all-tchars", TCHARS + b" / HTTP/1.1\r\nHost: x\r\n\r\n",
            [head(TCHARS.decode(), b"/", [H_X]), END]),
-    accept("target-all-printable-ascii",
-           b"GET /" + PRINTABLE_ASCII + b" HTTP/1.1\r\nHost: x\r\n\r\n",
-           [head("GET", b"/" + PRINTABLE_ASCII, [H_X]), END]),
+    accept("target-all-printable-ascii-but-hash",
+           b"GET /" + TARGET_BYTES + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+           [head("GET", b"/" + TARGET_BYTES, [H_X]), END]),
+    accept("target-percent-encoded-hash", b"GET /a%23b?c=%23 HTTP/1.1\r\nHost: x\r\n\r\n",
+           [head("GET", b"/a%23b?c=%23", [H_X]), END]),
     accept("http-1.2-served-as-1.1", b"GET / HTTP/1.2\r\nHost: x\r\n\r\n", [GET_X, END]),
     accept("http-1.9-served-as-1.1", b"GET / HTTP/1.9\r\nHost: x\r\n\r\n", [GET_X, END]),
     accept("leading-crlf", b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", [GET_X, END]),
@@ -510,6 +514,22 @@ REJECT = [
     reject("target-ctl", b"GET /a\x01b HTTP/1.1\r\nHost: x\r\n\r\n", R.INVALID_REQUEST_TARGET, 400),
     reject("target-del", b"GET /a\x7fb HTTP/1.1\r\nHost: x\r\n\r\n", R.INVALID_REQUEST_TARGET, 400),
     reject("target-space", b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", R.INVALID_REQUEST_TARGET, 400),
+    # A fragment is not part of any request-target form (RFC 9112 §3.2, RFC 3986 §3.5):
+    # Http11Probe's RFC9112-3.2-FRAGMENT-IN-TARGET.
+    reject("target-fragment", b"GET /path#frag HTTP/1.1\r\nHost: x\r\n\r\n",
+           R.INVALID_REQUEST_TARGET, 400),
+    reject("target-empty-fragment", b"GET /path# HTTP/1.1\r\nHost: x\r\n\r\n",
+           R.INVALID_REQUEST_TARGET, 400),
+    reject("target-fragment-after-query", b"GET /a?b=c#d HTTP/1.1\r\nHost: x\r\n\r\n",
+           R.INVALID_REQUEST_TARGET, 400),
+    reject("target-only-fragment", b"GET #a HTTP/1.1\r\nHost: x\r\n\r\n",
+           R.INVALID_REQUEST_TARGET, 400),
+    reject("absolute-form-fragment", b"GET http://x/a#b HTTP/1.1\r\nHost: x\r\n\r\n",
+           R.INVALID_REQUEST_TARGET, 400),
+    reject("absolute-form-fragment-after-authority",
+           b"GET http://x#b HTTP/1.1\r\nHost: x\r\n\r\n", R.INVALID_REQUEST_TARGET, 400),
+    reject("asterisk-form-fragment", b"OPTIONS *#a HTTP/1.1\r\nHost: x\r\n\r\n",
+           R.INVALID_REQUEST_TARGET, 400),
     reject("asterisk-with-get", b"GET * HTTP/1.1\r\nHost: x\r\n\r\n",
            R.INVALID_REQUEST_TARGET, 400),
     reject("connect-origin-form", b"CONNECT / HTTP/1.1\r\nHost: x\r\n\r\n",
