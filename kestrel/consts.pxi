@@ -41,7 +41,7 @@ cdef enum Event:
 
 # ---- Parser states.
 cdef enum State:
-    S_REQUEST_LINE = 0
+    S_START_LINE = 0     # a request line (HttpParser), or empty lines before it
     S_HEADERS = 1
     S_HEADERS_DONE = 2   # head reported; body framing is decided on the next call
     S_BODY_LENGTH = 3

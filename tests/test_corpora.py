@@ -270,7 +270,7 @@ LLHTTP_EXCEPTIONS = {
     "skipped, as for a response to HEAD. A request with Content-Length: 123 has a body.",
     # Invalid requests / Invalid HTTP version
     "invalid.md:490": "the input ends inside the request line: kestrel judges the version "
-    "when the line's LF arrives (parser.pxi, theory of operation) and answers HTTP/5.6 "
+    "when the line's LF arrives (message.pxi, theory of operation) and answers HTTP/5.6 "
     "with 505 then; llhttp rejects at the version digits. Only the moment differs.",
 }
 
