@@ -1,4 +1,4 @@
-"""Generate fuzz/seeds/ from the conformance corpora in shared/corpora/.
+"""Generate fuzz/seeds/ from the conformance corpora in tests/corpora/.
 
     python fuzz/make_seeds.py [--corpora DIR] [--out fuzz/seeds]
 
@@ -198,7 +198,7 @@ def build(corpora: Path) -> dict[str, bytes]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpora", type=Path, default=ROOT.parent / "shared" / "corpora")
+    parser.add_argument("--corpora", type=Path, default=ROOT / "tests" / "corpora")
     parser.add_argument("--out", type=Path, default=ROOT / "fuzz" / "seeds")
     args = parser.parse_args()
     seeds = build(args.corpora)

@@ -6,7 +6,8 @@ Theory of operation
 This module is assembled from fragments, each with its own theory of operation:
 
 - consts.pxi  default limits (with precedents), event codes, states, rejection reasons
-- parser.pxi      the sans-IO HTTP/1.1 request parser
+- message.pxi     the sans-IO HTTP/1.1 message machinery (lines, fields, framing, chunks)
+- parser.pxi      the request parser: the request-line front end of that machinery
 - pool.pxi        the buffer pool of 4 KiB blocks, and pipes of blocks
 - engine.pxi      the epoll selector asyncio runs on, which also owns the HTTP sockets
 - response_writer.pxi  the one builder of response heads, which owns framing
@@ -48,6 +49,7 @@ def debug_counters():
 
 DEBUG_BUILD = bool(KESTREL_DEBUG)
 
+include "message.pxi"
 include "parser.pxi"
 include "pool.pxi"
 include "engine.pxi"

@@ -1309,7 +1309,7 @@ cdef class Connection(EpollHandler):
             # watches that); the idle clock starts when the connection is really idle.
             self.deadline_kind = DL_NONE
             return
-        if (parser.state == S_REQUEST_LINE and parser.line_len == 0
+        if (parser.state == S_START_LINE and parser.line_len == 0
                 and (self.held_in is None or self.held_in.size == 0)):
             if self.deadline_kind != DL_KEEP_ALIVE:
                 self.deadline_kind = DL_KEEP_ALIVE

@@ -46,7 +46,7 @@ cdef enum Event:
 
 # ---- Parser states.
 cdef enum State:
-    S_REQUEST_LINE = 0
+    S_START_LINE = 0     # a request line (HttpParser), or empty lines before it
     S_HEADERS = 1
     S_HEADERS_DONE = 2   # head reported; body framing is decided on the next call
     S_BODY_LENGTH = 3
@@ -117,7 +117,7 @@ cdef enum Deadline:
 # ---- Character classes, filled once at import (see _init_tables in parser.pxi).
 cdef unsigned char TOKEN_CHAR[256]     # tchar, RFC 9110 §5.6.2
 cdef unsigned char VALUE_CHAR[256]     # field-vchar / obs-text / SP / HTAB, RFC 9110 §5.5
-cdef unsigned char TARGET_CHAR[256]    # visible ASCII, RFC 9112 §3.2 (after percent-encoding)
+cdef unsigned char TARGET_CHAR[256]    # visible ASCII but "#", RFC 9112 §3.2 (no fragment)
 cdef unsigned char HOST_CHAR[256]      # uri-host and port, RFC 3986 §3.2.2 minus ","
 cdef unsigned char QDTEXT_CHAR[256]    # qdtext, RFC 9110 §5.6.4
 cdef unsigned char LOWER[256]

@@ -1,288 +1,18 @@
-# The HTTP/1.1 request parser.
+# The HTTP/1.1 request parser: the request front end of the message machinery (message.pxi).
 #
 # Theory of operation
 # -------------------
-# The parser is sans-IO: execute(data, length) is handed whatever bytes the socket delivered
-# and reports at most one event per call, setting self.consumed to the bytes it used. The
-# caller passes the rest again (the server from its input pipe, Python code through
-# feed()/next_event()).
+# HttpParser derives from HttpMessageParser (see message.pxi's header for the machine, the
+# line buffer, the fields buffer, framing and limits) and adds what is particular to
+# requests: the request line (method, request-target forms, version; RFC 9112 §3), its early
+# checks (the first byte must be able to begin a method, and 414 versus 400 for a line over
+# the limit), Host (exactly one on HTTP/1.1, RFC 9112 §3.2) and Expect, CONNECT (no content,
+# and the connection pauses for the tunnel), the RequestHead it reports, and resume() after
+# a declined upgrade.
 #
-# Everything up to the body is line-oriented. A line is processed as soon as its LF is
-# present: the request line's objects (method, target) are made right then, and each header
-# field is validated, acted on (framing, Host, Connection...) and copied, its name
-# lowercased, into fields_buf. At the end of the head that buffer becomes one bytes object of
-# the RequestHead, whose (name, value) pairs are built only when something reads
-# head.headers: a request whose handler never looks at its headers costs one allocation for
-# all of them, not a tuple and one or two bytes objects each. The current unfinished line
-# lives in line_buf and may never grow past the limit that applies to it (request line,
-# remaining header budget, chunk-size line), which is how a 10 MB header is refused after
-# 32 KiB instead of being buffered; fields_buf is bounded by the same header budget.
-#
-# Body bytes are never copied by the parser: EV_BODY points into the caller's buffer.
-#
-# In `cython -a`, the only Python API on the per-request path is making the objects the server
-# is handed: the target bytes, the packed fields' bytes and the RequestHead (plus the
-# reference counting of the functions that hold them). Scanning, validation and framing are
-# plain C; method names, versions and common header names are shared objects.
-#
-# Invariants
-# - state == S_ERROR is final; error_reason is set.
-# - line_len > 0 only in a line-oriented state (request line, headers, chunk size, trailers).
-# - Framing is decided once, from the complete header section, in _end_of_head(); the
-#   limit on Content-Length is checked on the following call so that the server can apply a
-#   per-route limit after seeing the head.
-# - After a message that ends the connection (close, upgrade, CONNECT) the parser pauses and
-#   does not look at the bytes after it: they are not a request.
-
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.mem cimport PyMem_Free, PyMem_Realloc
-from cpython.ref cimport PyObject
-from libc.stdint cimport uint64_t
-from libc.string cimport memchr, memcmp, memcpy
-
-
-# One header field in a packed section (HttpParser.fields_buf, RequestHead._fields): this
-# record, then the lowercased name (none for a name in KNOWN_NAMES: `known` says which),
-# then the value.
-cdef struct FieldRecord:
-    Py_ssize_t name_len
-    Py_ssize_t value_len
-    Py_ssize_t known                  # index in KNOWN_OBJECTS, or -1
-
-
-cdef list _unpack_fields(bytes fields):
-    """[(name, value), ...] from a packed header section."""
-    cdef list headers = []
-    cdef const char* data
-    cdef Py_ssize_t size, position = 0
-    cdef FieldRecord record
-    if fields is None:
-        return headers
-    data = PyBytes_AS_STRING(fields)
-    size = PyBytes_GET_SIZE(fields)
-    while position < size:
-        memcpy(&record, data + position, sizeof(FieldRecord))
-        position += sizeof(FieldRecord)
-        if record.known >= 0:
-            name = <bytes>KNOWN_OBJECTS[record.known]
-        else:
-            name = PyBytes_FromStringAndSize(data + position, record.name_len)
-            position += record.name_len
-        value = PyBytes_FromStringAndSize(data + position, record.value_len)
-        position += record.value_len
-        headers.append((name, value))
-    return headers
-
-import enum
-
-
-class RejectReason(enum.IntEnum):
-    """Why a request was rejected; REJECT_STATUS gives the status to answer with."""
-
-    INVALID_REQUEST_LINE = R_INVALID_REQUEST_LINE
-    INVALID_REQUEST_TARGET = R_INVALID_REQUEST_TARGET
-    INVALID_HTTP_VERSION = R_INVALID_HTTP_VERSION
-    UNSUPPORTED_HTTP_VERSION = R_UNSUPPORTED_HTTP_VERSION
-    REQUEST_LINE_TOO_LONG = R_REQUEST_LINE_TOO_LONG
-    INVALID_LINE_ENDING = R_INVALID_LINE_ENDING
-    INVALID_HEADER_NAME = R_INVALID_HEADER_NAME
-    INVALID_HEADER_VALUE = R_INVALID_HEADER_VALUE
-    OBSOLETE_LINE_FOLDING = R_OBSOLETE_LINE_FOLDING
-    HEADERS_TOO_LARGE = R_HEADERS_TOO_LARGE
-    TOO_MANY_HEADERS = R_TOO_MANY_HEADERS
-    MISSING_HOST = R_MISSING_HOST
-    MULTIPLE_HOST = R_MULTIPLE_HOST
-    INVALID_HOST = R_INVALID_HOST
-    INVALID_CONTENT_LENGTH = R_INVALID_CONTENT_LENGTH
-    CONFLICTING_CONTENT_LENGTH = R_CONFLICTING_CONTENT_LENGTH
-    CONTENT_LENGTH_WITH_TRANSFER_ENCODING = R_CONTENT_LENGTH_WITH_TRANSFER_ENCODING
-    INVALID_TRANSFER_ENCODING = R_INVALID_TRANSFER_ENCODING
-    UNSUPPORTED_TRANSFER_ENCODING = R_UNSUPPORTED_TRANSFER_ENCODING
-    INVALID_CHUNK_SIZE = R_INVALID_CHUNK_SIZE
-    INVALID_CHUNK_EXTENSION = R_INVALID_CHUNK_EXTENSION
-    CHUNK_EXTENSIONS_TOO_LARGE = R_CHUNK_EXTENSIONS_TOO_LARGE
-    MISSING_CHUNK_DATA_TERMINATOR = R_MISSING_CHUNK_DATA_TERMINATOR
-    BODY_TOO_LARGE = R_BODY_TOO_LARGE
-    INCOMPLETE_MESSAGE = R_INCOMPLETE_MESSAGE
-    REQUEST_HEADERS_TIMEOUT = R_REQUEST_HEADERS_TIMEOUT
-    REQUEST_BODY_TIMEOUT = R_REQUEST_BODY_TIMEOUT
-
-
-cdef int REJECT_STATUS_C[R_COUNT]
-
-REJECT_STATUS = {}
-for _reason in RejectReason:
-    if _reason in (RejectReason.UNSUPPORTED_HTTP_VERSION,):
-        _status = 505
-    elif _reason is RejectReason.REQUEST_LINE_TOO_LONG:
-        _status = 414
-    elif _reason in (RejectReason.HEADERS_TOO_LARGE, RejectReason.TOO_MANY_HEADERS):
-        _status = 431
-    elif _reason is RejectReason.UNSUPPORTED_TRANSFER_ENCODING:
-        _status = 501
-    elif _reason is RejectReason.BODY_TOO_LARGE:
-        _status = 413
-    elif _reason in (RejectReason.REQUEST_HEADERS_TIMEOUT, RejectReason.REQUEST_BODY_TIMEOUT):
-        _status = 408
-    else:
-        _status = 400
-    REJECT_STATUS[_reason] = _status
-    REJECT_STATUS_C[<int>_reason] = _status
-
-
-class HttpParseError(Exception):
-    """A request the server must refuse; `status` is the response to send before closing."""
-
-    def __init__(self, reason, detail=""):
-        self.reason = RejectReason(reason)
-        self.status = REJECT_STATUS[self.reason]
-        super().__init__(f"{self.status} {self.reason.name}: {detail}" if detail
-                         else f"{self.status} {self.reason.name}")
-
-
-class _Marker:
-    __slots__ = ("name",)
-
-    def __init__(self, name):
-        self.name = name
-
-    def __repr__(self):
-        return self.name
-
-
-NEED_DATA = _Marker("NEED_DATA")
-END_OF_MESSAGE = _Marker("END_OF_MESSAGE")
-PAUSED = _Marker("PAUSED")
-CLOSED = _Marker("CLOSED")
-
-
-# ---- Character tables and well-known names.
-
-cdef void _init_tables():
-    cdef int c
-    cdef bytes tchar_punct = b"!#$%&'*+-.^_`|~"
-    cdef bytes host_punct = b"-._~%!$&'()*+;=:[]"
-    for c in range(256):
-        is_alnum = (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122)
-        TOKEN_CHAR[c] = is_alnum or c in tchar_punct
-        VALUE_CHAR[c] = c == 9 or (32 <= c <= 126) or c >= 128
-        TARGET_CHAR[c] = 33 <= c <= 126
-        HOST_CHAR[c] = is_alnum or c in host_punct
-        QDTEXT_CHAR[c] = c in (9, 32, 33) or (35 <= c <= 91) or (93 <= c <= 126) or c >= 128
-        LOWER[c] = c + 32 if 65 <= c <= 90 else c
-        if 48 <= c <= 57:
-            HEX_VALUE[c] = c - 48
-        elif 65 <= c <= 70:
-            HEX_VALUE[c] = c - 55
-        elif 97 <= c <= 102:
-            HEX_VALUE[c] = c - 87
-        else:
-            HEX_VALUE[c] = -1
-
-_init_tables()
-
-# Header names the parser acts on get an id; common ones get a shared lowercase bytes object
-# so a browser request's names cost no allocation.
-cdef enum HeaderId:
-    H_OTHER = 0
-    H_HOST
-    H_CONTENT_LENGTH
-    H_TRANSFER_ENCODING
-    H_CONNECTION
-    H_EXPECT
-    H_UPGRADE
-
-cdef tuple KNOWN_NAMES = (
-    b"host", b"content-length", b"transfer-encoding", b"connection", b"expect", b"upgrade",
-    b"accept", b"accept-encoding", b"accept-language", b"accept-charset", b"authorization",
-    b"cache-control", b"content-type", b"content-encoding", b"cookie", b"date", b"dnt",
-    b"forwarded", b"if-match", b"if-modified-since", b"if-none-match", b"if-range",
-    b"if-unmodified-since", b"keep-alive", b"origin", b"pragma", b"priority", b"range",
-    b"referer", b"te", b"trailer", b"user-agent", b"via", b"x-forwarded-for",
-    b"x-forwarded-host", b"x-forwarded-proto", b"x-real-ip", b"x-request-id",
-    b"x-requested-with", b"upgrade-insecure-requests", b"sec-ch-ua", b"sec-ch-ua-mobile",
-    b"sec-ch-ua-platform", b"sec-fetch-dest", b"sec-fetch-mode", b"sec-fetch-site",
-    b"sec-fetch-user", b"sec-websocket-key", b"sec-websocket-version",
-    b"sec-websocket-extensions", b"sec-websocket-protocol", b"content-disposition",
-    b"accept-ranges", b"access-control-request-method", b"access-control-request-headers",
-)
-cdef int KNOWN_IDS[7]
-# Names bucketed by length: KNOWN_BY_LENGTH_START[n] .. KNOWN_BY_LENGTH_END[n] index into
-# KNOWN_SORTED, which holds indexes into KNOWN_NAMES.
-cdef enum:
-    MAX_KNOWN_LENGTH = 40
-cdef int KNOWN_BY_LENGTH_START[MAX_KNOWN_LENGTH + 1]
-cdef int KNOWN_BY_LENGTH_END[MAX_KNOWN_LENGTH + 1]
-cdef int KNOWN_SORTED[64]
-# C views of KNOWN_NAMES (which keeps the objects alive), so a lookup touches no Python API.
-cdef const unsigned char* KNOWN_CHARS[64]
-cdef PyObject* KNOWN_OBJECTS[64]
-
-cdef void _init_known_names():
-    cdef int i, n, k = 0
-    order = sorted(range(len(KNOWN_NAMES)), key=lambda j: len(KNOWN_NAMES[j]))
-    assert len(order) <= 64 and max(len(x) for x in KNOWN_NAMES) <= MAX_KNOWN_LENGTH
-    for i in range(len(KNOWN_NAMES)):
-        KNOWN_CHARS[i] = <const unsigned char*>PyBytes_AS_STRING(KNOWN_NAMES[i])
-        KNOWN_OBJECTS[i] = <PyObject*>KNOWN_NAMES[i]
-    for n in range(MAX_KNOWN_LENGTH + 1):
-        KNOWN_BY_LENGTH_START[n] = k
-        for i in order:
-            if len(KNOWN_NAMES[i]) == n:
-                KNOWN_SORTED[k] = i
-                k += 1
-        KNOWN_BY_LENGTH_END[n] = k
-
-_init_known_names()
-
-cdef inline int _known_name(const unsigned char* name, Py_ssize_t length) noexcept:
-    """Index into KNOWN_NAMES of this (any-case) name, or -1."""
-    cdef int k, i, j
-    cdef const unsigned char* known
-    if length > MAX_KNOWN_LENGTH:
-        return -1
-    for k in range(KNOWN_BY_LENGTH_START[length], KNOWN_BY_LENGTH_END[length]):
-        i = KNOWN_SORTED[k]
-        known = KNOWN_CHARS[i]
-        if LOWER[name[0]] != known[0]:
-            continue
-        j = 1
-        while j < length and LOWER[name[j]] == known[j]:
-            j += 1
-        if j == length:
-            return i
-    return -1
-
-cdef inline bint _equals_lower(const unsigned char* p, Py_ssize_t n, const char* lower,
-                               Py_ssize_t lower_len) noexcept:
-    cdef Py_ssize_t i
-    if n != lower_len:
-        return False
-    for i in range(n):
-        if LOWER[p[i]] != <unsigned char>lower[i]:
-            return False
-    return True
-
-cdef inline Py_ssize_t _skip_plain_value_bytes(const unsigned char* p, Py_ssize_t i,
-                                                Py_ssize_t length) noexcept:
-    """Skip 8 bytes at a time while none is a control character (< 0x20, or DEL): such
-    bytes are field-vchar, SP or obs-text, all valid in a field value. Stops before the first
-    word holding one (an HTAB, valid, included); the byte loop takes it from there."""
-    cdef uint64_t word, flipped
-    while i + 8 <= length:
-        memcpy(&word, p + i, 8)
-        flipped = word ^ 0x7f7f7f7f7f7f7f7fULL
-        # "Has a byte below 0x20" and "has a zero byte (here: a DEL)", exact as booleans
-        # (Bit Twiddling Hacks, hasless / haszero).
-        if (((word - 0x2020202020202020ULL) & ~word)
-                | ((flipped - 0x0101010101010101ULL) & ~flipped)) & 0x8080808080808080ULL:
-            break
-        i += 8
-    return i
-
-
-cdef inline bint _is_ows(unsigned char c) noexcept:
-    return c == 32 or c == 9
+# The request line's objects (method, target) are made when its line is complete; methods
+# and versions are shared objects, so a common request allocates only its target bytes, its
+# packed fields' bytes and its RequestHead.
 
 # Methods interned so a request does not allocate a str for them.
 cdef str M_GET = "GET", M_POST = "POST", M_PUT = "PUT", M_HEAD = "HEAD"
@@ -344,333 +74,40 @@ cdef class RequestHead:
                 f"expect_continue={self.expect_continue})")
 
 
-cdef class HttpParser:
+
+cdef class HttpParser(HttpMessageParser):
     """Sans-IO HTTP/1.1 request parser (see docs/parser.md)."""
 
-    def __cinit__(self):
-        self.line_buf = NULL
-        self.line_len = 0
-        self.line_cap = 0
-        self.fields_buf = NULL
-        self.fields_len = 0
-        self.fields_cap = 0
-        self.pending = []
-        if KESTREL_DEBUG:
-            _debug_count("parser_alloc", 1)
-
-    def __init__(self, *, Py_ssize_t max_request_line_size=DEFAULT_MAX_REQUEST_LINE_SIZE,
-                 Py_ssize_t max_request_headers_size=DEFAULT_MAX_REQUEST_HEADERS_SIZE,
-                 Py_ssize_t max_request_headers=DEFAULT_MAX_REQUEST_HEADERS,
-                 long long max_request_body_size=DEFAULT_MAX_REQUEST_BODY_SIZE,
-                 Py_ssize_t max_chunk_extensions_size=DEFAULT_MAX_CHUNK_EXTENSIONS_SIZE):
-        if (max_request_line_size < 16 or max_request_headers_size < 0
-                or max_request_headers < 0 or max_request_body_size < -1
-                or max_chunk_extensions_size < 0):
-            raise ValueError("parser limits must be non-negative "
-                             "(max_request_line_size at least 16; body size -1 = unlimited)")
-        self.max_request_line_size = max_request_line_size
-        self.max_request_headers_size = max_request_headers_size
-        self.max_request_headers = max_request_headers
-        self.max_request_body_size = max_request_body_size
-        self.max_chunk_extensions_size = max_chunk_extensions_size
-        self.state = S_REQUEST_LINE
-        self.messages_completed = 0
-        self.error_reason = R_NONE
-        self.eof = False
-        self._begin_message()
-
-    def __dealloc__(self):
-        if self.line_buf != NULL:
-            PyMem_Free(self.line_buf)
-            if KESTREL_DEBUG:
-                _debug_count("line_buffer_free", 1)
-        self._release_fields()
-        if KESTREL_DEBUG:
-            _debug_count("parser_free", 1)
+    # The machinery's methods are called here as HttpMessageParser.method(self, ...): a direct
+    # C call. Through `self` Cython would go through the vtable even for a final method.
 
     cdef void _begin_message(self) noexcept:
-        # head and _trailers stay readable until the next request line replaces them.
-        self.fields_len = 0
-        self.start_line_bytes = 0
-        self.field_bytes = 0
-        self.field_count = 0
-        self.http_minor = 1
+        HttpMessageParser._begin_message(self)
         self.host_count = 0
-        self.content_length = -1
-        self.has_transfer_encoding = False
-        self.te_codings = 0
-        self.te_chunked_seen = False
-        self.te_after_chunked = False
-        self.te_unsupported = False
-        self.te_syntax_error = False
-        self.conn_close = False
-        self.conn_keep_alive = False
-        self.conn_upgrade = False
-        self.has_upgrade_header = False
         self.expect_continue = False
         self.is_connect = False
-        self.keep_alive = True
-        self.upgrade = False
-        self.body_remaining = 0
-        self.body_received = 0
-        self.chunk_ext_bytes = 0
 
-    cdef int _fail(self, int reason, str detail) noexcept:
-        self.state = S_ERROR
-        self.error_reason = reason
-        self.error_detail = detail
-        return EV_ERROR
+    cdef int _start_line_early(self, const unsigned char* p, Py_ssize_t n,
+                               Py_ssize_t* first) noexcept:
+        cdef Py_ssize_t budget, at
+        if not TOKEN_CHAR[p[0]] and p[0] != b'\r':
+            # A request line starts with its method, a token (RFC 9110 §9.1); only the CRLF
+            # of an empty line may come before it (RFC 9112 §2.2). Anything else (a TLS
+            # ClientHello's 0x16, binary noise, whitespace) is not HTTP/1.1.
+            first[0] = 1
+            return R_INVALID_REQUEST_LINE
+        budget = HttpMessageParser._line_budget(self, S_START_LINE)
+        at = _passes_limit_at(p, n, budget)
+        if at <= n:
+            first[0] = at
+            # 414 is about the target; a line whose method alone passes the limit is just a
+            # bad request line.
+            return (R_REQUEST_LINE_TOO_LONG if memchr(p, b' ', budget) != NULL
+                    else R_INVALID_REQUEST_LINE)
+        return R_NONE
 
-    # ---- The machine.
-
-    cdef int execute(self, const char* data, Py_ssize_t length) except -1:
-        """Parse from data[0:length]; report one event; set self.consumed."""
-        cdef Py_ssize_t pos = 0, n, line_length, scanned
-        cdef const char* newline
-        cdef const char* line
-        cdef int event, state, reason
-        self.consumed = 0
-        while True:
-            state = self.state
-            if (state == S_REQUEST_LINE or state == S_HEADERS or state == S_CHUNK_SIZE
-                    or state == S_TRAILERS):
-                if pos == length:
-                    self.consumed = pos
-                    return EV_NEED_DATA
-                newline = <const char*>memchr(data + pos, b'\n', length - pos)
-                if newline == NULL:
-                    scanned = self.line_len
-                    self._buffer_partial(data + pos, length - pos)
-                    self.consumed = length
-                    reason = self._early_reason(state, <const unsigned char*>self.line_buf,
-                                                self.line_len, scanned, True)
-                    if reason != R_NONE:
-                        return self._fail(reason, "refused before the end of the line")
-                    return EV_NEED_DATA
-                n = newline - (data + pos)
-                scanned = self.line_len
-                if scanned:
-                    self._buffer_partial(data + pos, n)
-                    line = self.line_buf
-                    line_length = self.line_len
-                else:
-                    line = data + pos
-                    line_length = n
-                pos += n + 1
-                self.line_len = 0
-                event = self._on_line(line, line_length, scanned)
-                if event != EV_NEED_DATA:
-                    self.consumed = pos
-                    return event
-            elif state == S_BODY_LENGTH or state == S_CHUNK_DATA:
-                if self.body_remaining == 0:
-                    self.state = S_MESSAGE_END if state == S_BODY_LENGTH else S_CHUNK_DATA_CR
-                    continue
-                if pos == length:
-                    self.consumed = pos
-                    return EV_NEED_DATA
-                n = length - pos
-                if n > self.body_remaining:
-                    n = <Py_ssize_t>self.body_remaining
-                self.body_remaining -= n
-                self.body_ptr = data + pos
-                self.body_len = n
-                self.consumed = pos + n
-                return EV_BODY
-            elif state == S_HEADERS_DONE:
-                if self.is_connect:
-                    # A CONNECT request has no content: what follows is tunnel data.
-                    self.state = S_MESSAGE_END
-                elif self.has_transfer_encoding:
-                    self.state = S_CHUNK_SIZE
-                elif self.content_length > 0:
-                    if (self.max_request_body_size >= 0
-                            and self.content_length > self.max_request_body_size):
-                        self.consumed = pos
-                        return self._fail(R_BODY_TOO_LARGE, "Content-Length exceeds the limit")
-                    self.body_remaining = self.content_length
-                    self.state = S_BODY_LENGTH
-                else:
-                    self.state = S_MESSAGE_END
-            elif state == S_CHUNK_DATA_CR or state == S_CHUNK_DATA_LF:
-                if pos == length:
-                    self.consumed = pos
-                    return EV_NEED_DATA
-                if data[pos] != (13 if state == S_CHUNK_DATA_CR else 10):
-                    self.consumed = pos
-                    if data[pos] == 10 or state == S_CHUNK_DATA_LF:
-                        return self._fail(R_INVALID_LINE_ENDING, "bare LF or CR after chunk data")
-                    return self._fail(R_MISSING_CHUNK_DATA_TERMINATOR,
-                                      "chunk data not followed by CRLF")
-                pos += 1
-                self.state = S_CHUNK_DATA_LF if state == S_CHUNK_DATA_CR else S_CHUNK_SIZE
-            elif state == S_MESSAGE_END:
-                self.messages_completed += 1
-                if self.upgrade or not self.keep_alive:
-                    self.state = S_PAUSED
-                else:
-                    self._begin_message()
-                    self.state = S_REQUEST_LINE
-                self.consumed = pos
-                return EV_MESSAGE_END
-            elif state == S_PAUSED:
-                self.consumed = pos
-                return EV_PAUSED
-            else:
-                self.consumed = pos
-                return EV_ERROR
-
-    # ---- Errors within one line.
-    #
-    # A line can arrive whole or a byte at a time, and its error must not depend on which. So
-    # a few checks are "early": each fires at a definite byte of the line, and can therefore
-    # be applied to an unfinished line as well as to a whole one (obs-fold and the field
-    # count at byte 1, a size limit at the byte that passes it, a bare CR at the byte after
-    # it, chunk-size digits at the 17th). In either case the check that fires first wins.
-    # Only when none fires is the line judged as a whole: a bare LF ending, then its content.
-    # An unfinished line is kept only up to the size at which an early check must fire, so
-    # no line costs more memory than its limit.
-
-    cdef Py_ssize_t _line_budget(self, int state) noexcept:
-        """Content bytes a line in this state may hold before a size check fires."""
-        cdef Py_ssize_t budget
-        if state == S_REQUEST_LINE:
-            budget = self.max_request_line_size - self.start_line_bytes
-        elif state == S_CHUNK_SIZE:
-            budget = MAX_CHUNK_SIZE_DIGITS + self.max_chunk_extensions_size - self.chunk_ext_bytes
-        else:
-            # The field line's own CRLF counts towards the section.
-            budget = self.max_request_headers_size - self.field_bytes - 2
-        return budget if budget > 0 else 0
-
-    cdef int _buffer_partial(self, const char* data, Py_ssize_t length) except -1:
-        """Append to the unfinished line, never past the point where an early check fires."""
-        cdef Py_ssize_t room = self._line_budget(self.state) + 3 - self.line_len, capacity
-        cdef char* grown
-        if length > room:
-            length = room if room > 0 else 0
-        if self.line_len + length > self.line_cap:
-            capacity = max(self.line_len + length, 2 * self.line_cap, 256)
-            grown = <char*>PyMem_Realloc(self.line_buf, capacity)
-            if grown == NULL:
-                raise MemoryError()
-            if KESTREL_DEBUG and self.line_buf == NULL:
-                _debug_count("line_buffer_alloc", 1)
-            self.line_buf = grown
-            self.line_cap = capacity
-        memcpy(self.line_buf + self.line_len, data, length)
-        self.line_len += length
-        return 0
-
-    cdef int _early_reason(self, int state, const unsigned char* p, Py_ssize_t n,
-                           Py_ssize_t scanned, bint scan_cr) noexcept:
-        """The early check that fires first within p[0:n] (a line without its LF), or R_NONE.
-
-        state: the line's state (not self.state, which a failure has already changed).
-        p[0:scanned] was checked before and fired nothing. scan_cr: also look for bare CRs
-        (skipped on the valid path, where the character classes would catch one anyway).
-        """
-        cdef int reason = R_NONE
-        cdef Py_ssize_t first = n + 1, at, digits, start
-        cdef const void* cr
-        if n == 0:
-            return R_NONE
-        if state == S_HEADERS or state == S_TRAILERS:
-            if p[0] == b' ' or p[0] == b'\t':
-                first = 1
-                reason = R_OBSOLETE_LINE_FOLDING
-            elif p[0] != b'\r' and self.field_count >= self.max_request_headers:
-                first = 1
-                reason = R_TOO_MANY_HEADERS
-            at = _passes_limit_at(p, n, self._line_budget(state))
-            if at < first:
-                first = at
-                reason = R_HEADERS_TOO_LARGE
-        elif state == S_REQUEST_LINE:
-            at = _passes_limit_at(p, n, self._line_budget(state))
-            if at < first:
-                first = at
-                # 414 is about the target; a line whose method alone passes the limit is
-                # just a bad request line.
-                reason = (R_REQUEST_LINE_TOO_LONG
-                          if memchr(p, b' ', self._line_budget(state)) != NULL
-                          else R_INVALID_REQUEST_LINE)
-        else:
-            digits = 0
-            while digits < n and digits <= MAX_CHUNK_SIZE_DIGITS and HEX_VALUE[p[digits]] >= 0:
-                digits += 1
-            if digits > MAX_CHUNK_SIZE_DIGITS:
-                first = digits
-                reason = R_INVALID_CHUNK_SIZE
-            elif digits < n:
-                at = digits + _passes_limit_at(
-                    p + digits, n - digits,
-                    self.max_chunk_extensions_size - self.chunk_ext_bytes)
-                if at < first:
-                    first = at
-                    reason = (R_CHUNK_EXTENSIONS_TOO_LARGE if p[digits] == b';'
-                              else R_INVALID_CHUNK_SIZE)
-        if scan_cr:
-            # A CR with a byte after it in the line is bare; it fires at that byte.
-            start = scanned - 1 if scanned > 0 else 0
-            if n - 1 > start and first > start + 2:
-                cr = memchr(p + start, b'\r', n - 1 - start)
-                if cr != NULL:
-                    at = (<const unsigned char*>cr - p) + 2
-                    if at < first:
-                        first = at
-                        reason = R_INVALID_LINE_ENDING
-        return reason if first <= n else R_NONE
-
-    cdef int _on_line(self, const char* line, Py_ssize_t length, Py_ssize_t scanned) except -1:
-        """Handle one whole line (without its LF). Returns EV_NEED_DATA to go on, or an event."""
-        cdef int event, reason, state = self.state
-        # The counters the early checks read, as they were before this line.
-        cdef Py_ssize_t field_bytes = self.field_bytes, field_count = self.field_count
-        cdef Py_ssize_t start_line_bytes = self.start_line_bytes
-        cdef Py_ssize_t chunk_ext_bytes = self.chunk_ext_bytes
-        reason = self._early_reason(state, <const unsigned char*>line, length, scanned, False)
-        if reason != R_NONE:
-            event = self._fail(reason, "line refused")
-        elif length == 0 or line[length - 1] != b'\r':
-            event = self._fail(R_INVALID_LINE_ENDING, "line not terminated by CRLF")
-        else:
-            event = self._dispatch_line(line, length - 1)
-            if event != EV_ERROR:
-                return event
-            self.field_bytes = field_bytes
-            self.field_count = field_count
-            self.start_line_bytes = start_line_bytes
-            self.chunk_ext_bytes = chunk_ext_bytes
-        # A bare CR fires earlier than the end of the line, so it outranks what was found.
-        reason = self._early_reason(state, <const unsigned char*>line, length, scanned, True)
-        if reason != R_NONE:
-            self.error_reason = reason
-        return event
-
-    cdef int _dispatch_line(self, const char* line, Py_ssize_t length) except -1:
-        cdef int state = self.state
-        if state == S_REQUEST_LINE:
-            if length == 0:
-                # Empty lines before a request line are ignored (RFC 9112 §2.2).
-                self.start_line_bytes += 2
-                if self.start_line_bytes > self.max_request_line_size:
-                    return self._fail(R_REQUEST_LINE_TOO_LONG, "too many empty lines")
-                return EV_NEED_DATA
-            return self._request_line(line, length)
-        if state == S_HEADERS:
-            if length == 0:
-                return self._end_of_head()
-            return self._field_line(line, length, False)
-        if state == S_CHUNK_SIZE:
-            return self._chunk_size_line(line, length)
-        # S_TRAILERS
-        if length == 0:
-            self.state = S_MESSAGE_END
-            return EV_NEED_DATA
-        return self._field_line(line, length, True)
-
-    cdef int _request_line(self, const char* line, Py_ssize_t length) except -1:
+    cdef int _start_line(self, const char* line, Py_ssize_t length) except -1:
+        """The request line (RFC 9112 §3), CRLF removed."""
         cdef const unsigned char* p = <const unsigned char*>line
         cdef Py_ssize_t i = 0, method_end, target_start, target_end
         cdef unsigned char c
@@ -703,7 +140,9 @@ cdef class HttpParser:
                                                       "exactly one SP")
         for i in range(target_start, target_end):
             if not TARGET_CHAR[p[i]]:
-                return self._fail(R_INVALID_REQUEST_TARGET, "invalid byte in request-target")
+                return self._fail(R_INVALID_REQUEST_TARGET,
+                                  "fragment (#) in request-target" if p[i] == b'#'
+                                  else "invalid byte in request-target")
         i = length - 8
         if p[i + 5] != b'1':
             return self._fail(R_UNSUPPORTED_HTTP_VERSION, "only HTTP/1.x is served")
@@ -717,6 +156,7 @@ cdef class HttpParser:
             if not _valid_authority(p + target_start, target_end - target_start):
                 return self._fail(R_INVALID_REQUEST_TARGET, "CONNECT needs authority-form")
             self.is_connect = True
+            self.no_content = True
         elif c == b'*' and target_end - target_start == 1:
             if method is not M_OPTIONS:
                 return self._fail(R_INVALID_REQUEST_TARGET, "asterisk-form is only for OPTIONS")
@@ -733,214 +173,32 @@ cdef class HttpParser:
         self.state = S_HEADERS
         return EV_NEED_DATA
 
-    cdef int _store_field(self, int known, const unsigned char* name, Py_ssize_t name_len,
-                          const unsigned char* value, Py_ssize_t value_len) except -1:
-        """Append one field to fields_buf (see FieldRecord)."""
-        cdef FieldRecord record
-        cdef Py_ssize_t needed, capacity, j
-        cdef char* grown
-        cdef char* out
-        record.name_len = 0 if known >= 0 else name_len
-        record.value_len = value_len
-        record.known = known
-        needed = self.fields_len + <Py_ssize_t>sizeof(FieldRecord) + record.name_len + value_len
-        if needed > self.fields_cap:
-            capacity = max(needed, 2 * self.fields_cap, 256)
-            grown = <char*>PyMem_Realloc(self.fields_buf, capacity)
-            if grown == NULL:
-                raise MemoryError()
-            if KESTREL_DEBUG and self.fields_buf == NULL:
-                _debug_count("fields_buffer_alloc", 1)
-            self.fields_buf = grown
-            self.fields_cap = capacity
-        out = self.fields_buf + self.fields_len
-        memcpy(out, &record, sizeof(FieldRecord))
-        out += sizeof(FieldRecord)
-        for j in range(record.name_len):
-            out[j] = LOWER[name[j]]
-        out += record.name_len
-        memcpy(out, value, value_len)
-        self.fields_len = needed
-        return 0
-
-    cdef void _release_fields(self) noexcept:
-        """Free fields_buf: an idle connection holds no header memory."""
-        if self.fields_buf != NULL:
-            PyMem_Free(self.fields_buf)
-            self.fields_buf = NULL
-            self.fields_cap = 0
-            if KESTREL_DEBUG:
-                _debug_count("fields_buffer_free", 1)
-        self.fields_len = 0
-
-    cdef int _field_line(self, const char* line, Py_ssize_t length, bint trailer) except -1:
-        """One header (or trailer) field line, CRLF already removed."""
-        cdef const unsigned char* p = <const unsigned char*>line
-        cdef Py_ssize_t i = 0, j, value_start, value_end, name_len
-        cdef int known
-        cdef bytes name
-        cdef char* out
-        # Obs-fold, the field count and the section size were checked by _early_reason().
-        self.field_bytes += length + 2
-        self.field_count += 1
-        while i < length and TOKEN_CHAR[p[i]]:
-            i += 1
-        if i == 0 or i == length or p[i] != b':':
-            return self._fail(R_INVALID_HEADER_NAME, "invalid header field name")
-        known = _known_name(p, i)
-        name_len = i
-        i += 1
-        while i < length and _is_ows(p[i]):
-            i += 1
-        value_start = i
-        i = _skip_plain_value_bytes(p, i, length)
-        while i < length and VALUE_CHAR[p[i]]:
-            i += 1
-        if i != length:
-            return self._fail(R_INVALID_HEADER_VALUE, "invalid byte in header value")
-        value_end = length
-        while value_end > value_start and _is_ows(p[value_end - 1]):
-            value_end -= 1
-        if trailer:
-            if known >= 0:
-                name = <bytes>KNOWN_OBJECTS[known]
-            else:
-                name = PyBytes_FromStringAndSize(NULL, name_len)
-                out = PyBytes_AS_STRING(name)
-                for j in range(name_len):
-                    out[j] = LOWER[p[j]]
-            value = PyBytes_FromStringAndSize(line + value_start, value_end - value_start)
-            self._trailers.append((name, value))
-            return EV_NEED_DATA
-        self._store_field(known, p, name_len, p + value_start, value_end - value_start)
-        if 0 <= known < H_UPGRADE:
-            # KNOWN_NAMES starts with the names the parser acts on, in HeaderId order.
-            known += 1
-            if known == H_HOST:
-                self.host_count += 1
-                if self.host_count > 1:
-                    return self._fail(R_MULTIPLE_HOST, "more than one Host")
-                if value_end == value_start:
-                    return self._fail(R_INVALID_HOST, "empty Host")
-                for i in range(value_start, value_end):
-                    if not HOST_CHAR[p[i]]:
-                        return self._fail(R_INVALID_HOST, "invalid Host")
-            elif known == H_CONTENT_LENGTH:
-                return self._content_length(p + value_start, value_end - value_start)
-            elif known == H_TRANSFER_ENCODING:
-                self._transfer_encoding(p + value_start, value_end - value_start)
-            elif known == H_CONNECTION:
-                self._connection(p + value_start, value_end - value_start)
-            elif known == H_EXPECT:
-                if _equals_lower(p + value_start, value_end - value_start,
-                                 b"100-continue", 12):
-                    self.expect_continue = True
-            elif known == H_UPGRADE:
-                self.has_upgrade_header = value_end > value_start
+    cdef int _front_field(self, int known, const unsigned char* value,
+                          Py_ssize_t length) except -1:
+        cdef Py_ssize_t i
+        if known == H_HOST:
+            self.host_count += 1
+            if self.host_count > 1:
+                return self._fail(R_MULTIPLE_HOST, "more than one Host")
+            if length == 0:
+                return self._fail(R_INVALID_HOST, "empty Host")
+            for i in range(length):
+                if not HOST_CHAR[value[i]]:
+                    return self._fail(R_INVALID_HOST, "invalid Host")
+        elif known == H_EXPECT:
+            if _equals_lower(value, length, b"100-continue", 12):
+                self.expect_continue = True
         return EV_NEED_DATA
-
-    cdef int _content_length(self, const unsigned char* value, Py_ssize_t length) noexcept:
-        """Content-Length = 1*DIGIT, or a list of identical ones (RFC 9110 §8.6)."""
-        cdef Py_ssize_t i = 0, digits
-        cdef long long number
-        if length == 0:
-            return self._fail(R_INVALID_CONTENT_LENGTH, "empty Content-Length")
-        while True:
-            number = 0
-            digits = 0
-            while i < length and 48 <= value[i] <= 57:
-                number = number * 10 + (value[i] - 48)
-                digits += 1
-                if digits > MAX_CONTENT_LENGTH_DIGITS:
-                    return self._fail(R_INVALID_CONTENT_LENGTH, "Content-Length too large")
-                i += 1
-            if digits == 0:
-                return self._fail(R_INVALID_CONTENT_LENGTH, "Content-Length is not 1*DIGIT")
-            if self.content_length >= 0 and self.content_length != number:
-                return self._fail(R_CONFLICTING_CONTENT_LENGTH, "differing Content-Length values")
-            self.content_length = number
-            while i < length and _is_ows(value[i]):
-                i += 1
-            if i == length:
-                return EV_NEED_DATA
-            if value[i] != b',':
-                return self._fail(R_INVALID_CONTENT_LENGTH, "Content-Length is not 1*DIGIT")
-            i += 1
-            while i < length and _is_ows(value[i]):
-                i += 1
-
-    cdef void _transfer_encoding(self, const unsigned char* value, Py_ssize_t length) noexcept:
-        """Record the codings of one Transfer-Encoding line; judged in _end_of_head()."""
-        cdef Py_ssize_t i = 0, start, end
-        self.has_transfer_encoding = True
-        while i < length:
-            while i < length and (_is_ows(value[i]) or value[i] == b','):
-                i += 1
-            if i == length:
-                break
-            start = i
-            while i < length and TOKEN_CHAR[value[i]]:
-                i += 1
-            end = i
-            while i < length and _is_ows(value[i]):
-                i += 1
-            if end == start or (i < length and value[i] != b','):
-                # Not a token, or a transfer-parameter: chunked takes none.
-                self.te_syntax_error = True
-                return
-            self.te_codings += 1
-            if self.te_chunked_seen:
-                self.te_after_chunked = True
-            if _equals_lower(value + start, end - start, b"chunked", 7):
-                self.te_chunked_seen = True
-            else:
-                self.te_unsupported = True
-
-    cdef void _connection(self, const unsigned char* value, Py_ssize_t length) noexcept:
-        cdef Py_ssize_t i = 0, start, end
-        while i < length:
-            start = i
-            while i < length and value[i] != b',':
-                i += 1
-            end = i
-            i += 1
-            while start < end and _is_ows(value[start]):
-                start += 1
-            while end > start and _is_ows(value[end - 1]):
-                end -= 1
-            if _equals_lower(value + start, end - start, b"close", 5):
-                self.conn_close = True
-            elif _equals_lower(value + start, end - start, b"keep-alive", 10):
-                self.conn_keep_alive = True
-            elif _equals_lower(value + start, end - start, b"upgrade", 7):
-                self.conn_upgrade = True
 
     cdef int _end_of_head(self) except -1:
         cdef RequestHead head = self.head
         if self.host_count == 0 and self.http_minor == 1:
             return self._fail(R_MISSING_HOST, "HTTP/1.1 request without Host")
-        if self.has_transfer_encoding:
-            # RFC 9112 §6.1 and §6.3: the checks that stop request smuggling.
-            if self.content_length >= 0:
-                return self._fail(R_CONTENT_LENGTH_WITH_TRANSFER_ENCODING,
-                                  "both Content-Length and Transfer-Encoding")
-            if self.http_minor == 0:
-                return self._fail(R_INVALID_TRANSFER_ENCODING, "Transfer-Encoding in HTTP/1.0")
-            if self.te_syntax_error or self.te_codings == 0:
-                return self._fail(R_INVALID_TRANSFER_ENCODING, "malformed Transfer-Encoding")
-            if self.te_after_chunked:
-                return self._fail(R_INVALID_TRANSFER_ENCODING, "chunked is not the final coding")
-            if self.te_unsupported:
-                return self._fail(R_UNSUPPORTED_TRANSFER_ENCODING,
-                                  "only the chunked transfer coding is implemented")
-        if self.http_minor == 1:
-            self.keep_alive = not self.conn_close
-        else:
-            self.keep_alive = self.conn_keep_alive and not self.conn_close
-        self.upgrade = self.is_connect or (self.conn_upgrade and self.has_upgrade_header)
-        if self.fields_len:
-            head._fields = PyBytes_FromStringAndSize(self.fields_buf, self.fields_len)
-        self._release_fields()
+        if HttpMessageParser._end_of_fields(self) == EV_ERROR:
+            return EV_ERROR
+        if self.is_connect:
+            self.upgrade = True
+        head._fields = HttpMessageParser._take_fields(self)
         head.keep_alive = self.keep_alive
         # CONNECT has no content whatever its headers say (RFC 9110 §9.3.6).
         head.content_length = (-1 if self.has_transfer_encoding or self.is_connect
@@ -951,85 +209,8 @@ cdef class HttpParser:
         self.state = S_HEADERS_DONE
         return EV_HEADERS
 
-    cdef int _chunk_size_line(self, const char* line, Py_ssize_t length) except -1:
-        """chunk-size [ chunk-ext ], CRLF removed (RFC 9112 §7.1)."""
-        cdef const unsigned char* p = <const unsigned char*>line
-        cdef Py_ssize_t i = 0, ext_start
-        cdef long long size = 0
-        cdef int digit
-        while i < length and HEX_VALUE[p[i]] >= 0:
-            if i == MAX_CHUNK_SIZE_DIGITS or size >= MAX_CHUNK_SIZE >> 4:
-                return self._fail(R_INVALID_CHUNK_SIZE, "chunk size too large")
-            size = size * 16 + HEX_VALUE[p[i]]
-            i += 1
-        if i == 0:
-            return self._fail(R_INVALID_CHUNK_SIZE, "invalid chunk size")
-        ext_start = i
-        while i < length:
-            # chunk-ext = *( ";" token [ "=" ( token / quoted-string ) ] ), no BWS.
-            if p[i] != b';':
-                return self._fail(R_INVALID_CHUNK_SIZE if i == ext_start else
-                                  R_INVALID_CHUNK_EXTENSION, "invalid chunk-size line")
-            i += 1
-            digit = i
-            while i < length and TOKEN_CHAR[p[i]]:
-                i += 1
-            if i == digit:
-                return self._fail(R_INVALID_CHUNK_EXTENSION, "chunk extension without a name")
-            if i < length and p[i] == b'=':
-                i += 1
-                if i < length and p[i] == b'"':
-                    i += 1
-                    while True:
-                        if i == length:
-                            return self._fail(R_INVALID_CHUNK_EXTENSION, "unterminated quote")
-                        if p[i] == b'"':
-                            i += 1
-                            break
-                        if p[i] == b'\\':
-                            if i + 1 == length or not VALUE_CHAR[p[i + 1]]:
-                                return self._fail(R_INVALID_CHUNK_EXTENSION,
-                                                  "invalid quoted-pair")
-                            i += 2
-                        elif QDTEXT_CHAR[p[i]]:
-                            i += 1
-                        else:
-                            return self._fail(R_INVALID_CHUNK_EXTENSION,
-                                              "invalid byte in quoted string")
-                else:
-                    digit = i
-                    while i < length and TOKEN_CHAR[p[i]]:
-                        i += 1
-                    if i == digit:
-                        return self._fail(R_INVALID_CHUNK_EXTENSION,
-                                          "chunk extension without a value")
-        # The extension budget was checked by _early_reason().
-        self.chunk_ext_bytes += length - ext_start
-        if size == 0:
-            self.field_bytes = 0
-            self.field_count = 0
-            self._trailers = []
-            self.state = S_TRAILERS
-            return EV_NEED_DATA
-        self.body_received += size
-        if self.max_request_body_size >= 0 and self.body_received > self.max_request_body_size:
-            return self._fail(R_BODY_TOO_LARGE, "chunked body exceeds the limit")
-        self.body_remaining = size
-        self.state = S_CHUNK_DATA
-        return EV_NEED_DATA
-
-    # ---- Python interface: feed() / next_event().
-
-    def feed(self, bytes data not None):
-        """Queue bytes received from the client; the parser keeps a reference, not a copy."""
-        if self.eof:
-            raise RuntimeError("feed() after feed_eof()")
-        if PyBytes_GET_SIZE(data):
-            self.pending.append(data)
-
-    def feed_eof(self):
-        """The client closed its sending side."""
-        self.eof = True
+    cdef object _head_event(self):
+        return self.head
 
     def resume(self):
         """Go on parsing HTTP after an upgrade request the server did not accept."""
@@ -1038,53 +219,7 @@ cdef class HttpParser:
             # §9.3.6): a server that declines the tunnel must close, not read on.
             raise RuntimeError("resume() is only for a paused Upgrade request")
         self._begin_message()
-        self.state = S_REQUEST_LINE
-
-    @property
-    def trailers(self):
-        """Trailer fields of the last chunked message, as (lowercase name, value) pairs."""
-        return list(self._trailers) if self._trailers is not None else []
-
-    def next_event(self):
-        """The next RequestHead, body bytes, END_OF_MESSAGE, NEED_DATA, PAUSED or CLOSED."""
-        cdef bytes chunk
-        cdef int event
-        cdef Py_ssize_t size
-        while True:
-            if self.pending_index < len(self.pending):
-                chunk = <bytes>self.pending[self.pending_index]
-                size = PyBytes_GET_SIZE(chunk)
-                event = self.execute(PyBytes_AS_STRING(chunk) + self.pending_offset,
-                                     size - self.pending_offset)
-                self.pending_offset += self.consumed
-                if event == EV_BODY:
-                    body = PyBytes_FromStringAndSize(self.body_ptr, self.body_len)
-                if self.pending_offset == size:
-                    self.pending_index += 1
-                    self.pending_offset = 0
-                    if self.pending_index == len(self.pending):
-                        self.pending.clear()
-                        self.pending_index = 0
-                if event == EV_NEED_DATA:
-                    continue
-            else:
-                event = self.execute(NULL, 0)
-                if event == EV_NEED_DATA:
-                    if not self.eof:
-                        return NEED_DATA
-                    if self.state == S_REQUEST_LINE and self.line_len == 0:
-                        return CLOSED
-                    self._fail(R_INCOMPLETE_MESSAGE, "connection closed inside a request")
-                    event = EV_ERROR
-            if event == EV_HEADERS:
-                return self.head
-            if event == EV_BODY:
-                return body
-            if event == EV_MESSAGE_END:
-                return END_OF_MESSAGE
-            if event == EV_PAUSED:
-                return CLOSED if self.eof and not self.pending else PAUSED
-            raise HttpParseError(self.error_reason, self.error_detail or "")
+        self.state = S_START_LINE
 
 
 cdef bint _valid_authority(const unsigned char* p, Py_ssize_t n) noexcept:
@@ -1118,23 +253,8 @@ cdef bint _absolute_form(const unsigned char* p, Py_ssize_t n) noexcept:
         c = p[i]
         if c == b':':
             return (i + 3 < n and p[i + 1] == b'/' and p[i + 2] == b'/'
-                    and p[i + 3] != b'/' and p[i + 3] != b'?' and p[i + 3] != b'#')
+                    and p[i + 3] != b'/' and p[i + 3] != b'?')
         if not ((65 <= c <= 90) or (97 <= c <= 122) or (48 <= c <= 57)
                 or c == b'+' or c == b'-' or c == b'.'):
             return False
     return False
-
-
-cdef inline Py_ssize_t _passes_limit_at(const unsigned char* p, Py_ssize_t n,
-                                        Py_ssize_t budget) noexcept:
-    """The prefix length at which a line's content first exceeds budget, or n + 1.
-
-    A trailing CR may be the start of the CRLF, so it is not content until a byte follows.
-    """
-    if budget < 0:
-        budget = 0
-    if n <= budget:
-        return n + 1
-    if p[budget] != b'\r':
-        return budget + 1
-    return budget + 2 if n > budget + 1 else n + 1

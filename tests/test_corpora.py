@@ -1,8 +1,8 @@
 """The parser against two conformance corpora: llhttp's request tests and Http11Probe.
 
-Both corpora live in ../shared/corpora beside the repository (see the README.md there). They
-are data from other projects' test suites, so each case is turned into a statement about
-kestrel's parser here:
+Both corpora live in tests/corpora (its README.md names their sources and licences and says
+what the fields mean). They are data from other projects' test suites, so each case is turned
+into a statement about kestrel's parser here:
 
 - llhttp (the parser inside Node.js): every strict-mode request case must get the decision
   llhttp gives it (accept, reject, or stop after N complete messages), fed whole and cut at
@@ -35,7 +35,7 @@ from kestrel._core import (
     RequestHead,
 )
 
-CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+CORPORA = Path(__file__).resolve().parent / "corpora"
 
 
 def load_corpus(name: str) -> Any:
@@ -44,8 +44,7 @@ def load_corpus(name: str) -> Any:
         # A missing corpus must fail the run: skipping would turn the conformance suite green
         # on a checkout that does not have it.
         raise FileNotFoundError(
-            f"{path} not found: the conformance corpora must be checked out at {CORPORA} "
-            "(shared/corpora beside the repository)"
+            f"{path} not found: the conformance corpora are part of the repository, in {CORPORA}"
         )
     return json.loads(path.read_text(encoding="utf-8"))
 
@@ -247,16 +246,23 @@ LLHTTP_EXCEPTIONS = {
     "method.md:458": "the HTTP/2 preface is not an HTTP/1.1 request: kestrel does not speak "
     "h2c and rejects PRI * (asterisk-form is only for OPTIONS, RFC 9112 §3.2.4); llhttp "
     "pauses so that its caller can switch to HTTP/2.",
+    # Quotes in URI / Fragment in URI
+    "uri.md:165": "no request-target form has a fragment (RFC 9112 §3.2; a '#' in it is "
+    "refused, docs/parser.md 'Request line'; Http11Probe's RFC9112-3.2-FRAGMENT-IN-TARGET "
+    "accepts 400); llhttp parses the fragment as part of the URL.",
     # Sample requests / No HTTP version
     "sample.md:314": "a request line without a version is HTTP/0.9, which kestrel does not "
     "serve (docs/parser.md 'Request line': 400); llhttp accepts it.",
     # Transfer-Encoding header / POST with `chunked` as last transfer-encoding
-    "transfer-encoding.md:751": "kestrel does not decode deflate, so `deflate, chunked` gets "
+    "transfer-encoding.md:751": "the target ends in a fragment (#hey), which no "
+    "request-target form has (RFC 9112 §3.2): 400 before the framing is looked at. Without "
+    "it kestrel would still refuse: it does not decode deflate, so `deflate, chunked` gets "
     "501 (RFC 9112 §6.1 'SHOULD respond with 501'; docs/parser.md 'Message framing'); "
     "llhttp only frames the body and leaves deflate to its caller.",
     # Transfer-Encoding header / ... (multiple headers)
-    "transfer-encoding.md:793": "kestrel does not decode deflate, so `deflate` then "
-    "`chunked` gets 501 (RFC 9112 §6.1; docs/parser.md 'Message framing'); llhttp only "
+    "transfer-encoding.md:793": "the target ends in a fragment (#hey): 400 (RFC 9112 "
+    "§3.2). Without it kestrel would still refuse: it does not decode deflate, so `deflate` "
+    "then `chunked` gets 501 (RFC 9112 §6.1; docs/parser.md 'Message framing'); llhttp only "
     "frames the body.",
     # Content-Length header / Content-Length reset when no body is received
     "content-length.md:444": "not a statement about HTTP: the case's meta sets skipBody, so "
@@ -264,7 +270,7 @@ LLHTTP_EXCEPTIONS = {
     "skipped, as for a response to HEAD. A request with Content-Length: 123 has a body.",
     # Invalid requests / Invalid HTTP version
     "invalid.md:490": "the input ends inside the request line: kestrel judges the version "
-    "when the line's LF arrives (parser.pxi, theory of operation) and answers HTTP/5.6 "
+    "when the line's LF arrives (message.pxi, theory of operation) and answers HTTP/5.6 "
     "with 505 then; llhttp rejects at the version digits. Only the moment differs.",
 }
 

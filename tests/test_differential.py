@@ -223,7 +223,7 @@ def chunked_body(draw: st.DrawFn, body: bytes) -> bytes:
     for piece in pieces:
         if not piece:
             continue
-        extension = draw(st.sampled_from([b"", b"", b";a", b";a=b", b';q="x y"']))
+        extension = draw(st.sampled_from([b"", b"", b";a", b";a=b", b';q="x y"', b" ; a = b"]))
         out += b"%x%s\r\n%s\r\n" % (len(piece), extension, piece)
     trailer = draw(st.sampled_from([b"", b"", b"X-Sum: 1\r\n"]))
     return bytes(out + b"0\r\n" + trailer + b"\r\n")
@@ -384,6 +384,29 @@ def _peer_rejects(
     return applies
 
 
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+
+
+def _chunk_line(bws: bytes) -> re.Pattern[bytes]:
+    """chunk-size [ chunk-ext ] (RFC 9112 §7.1.1) with BWS as given."""
+    value = rb"(?:%s|%s)" % (_TOKEN, _QUOTED)
+    extension = rb"%s;%s%s(?:%s=%s%s)?" % (bws, bws, _TOKEN, bws, bws, value)
+    return re.compile(rb"[0-9A-Fa-f]+(?:%s)*" % extension)
+
+
+_CHUNK_LINE_BWS = _chunk_line(rb"[ \t]*")
+_CHUNK_LINE_NO_BWS = _chunk_line(b"")
+
+
+def _has_chunk_ext_bws(data: bytes) -> bool:
+    """A line of data is a chunk-size line that is valid only with its BWS."""
+    return any(
+        _CHUNK_LINE_BWS.fullmatch(line) and not _CHUNK_LINE_NO_BWS.fullmatch(line)
+        for line in data.split(b"\r\n")
+    )
+
+
 def _h11_normalized(headers: tuple[Header, ...]) -> tuple[Header, ...]:
     """kestrel's headers as h11 rewrites them (h11/_headers.py normalize_and_validate)."""
     out: list[Header] = []
@@ -447,9 +470,9 @@ RULES = [
     Rule(
         "request-target-form",
         "kestrel ties the request-target form to the method: asterisk-form only for OPTIONS, "
-        "authority-form only for CONNECT, otherwise origin- or absolute-form (RFC 9112 §3.2; "
-        "docs/parser.md 'Request line'); h11 only checks the target's bytes, llhttp takes "
-        "asterisk-form with any method",
+        "authority-form only for CONNECT, otherwise origin- or absolute-form, none with a "
+        "fragment (RFC 9112 §3.2; docs/parser.md 'Request line'); h11 only checks the "
+        "target's bytes, llhttp takes asterisk-form with any method and a '#fragment'",
         BOTH,
         lambda d: (
             _kestrel_rejects("INVALID_REQUEST_TARGET")(d)
@@ -548,8 +571,9 @@ RULES = [
     Rule(
         "chunk-line-syntax",
         "kestrel holds chunk-size lines to RFC 9112 §7.1 and §7.1.1 (hex digits, then "
-        "';'-separated token[=token/quoted-string], no whitespace); h11 takes trailing OWS "
-        "and any text after ';' (h11/_abnf.py chunk_header), llhttp an empty extension name",
+        "';'-separated token[=token/quoted-string], whitespace only before ';' and around "
+        "'='); h11 takes trailing OWS and any text after ';' (h11/_abnf.py chunk_header), "
+        "llhttp an empty extension name",
         BOTH,
         _kestrel_rejects("INVALID_CHUNK_SIZE", "INVALID_CHUNK_EXTENSION"),
     ),
@@ -650,6 +674,21 @@ RULES = [
                 _tokens(m, b"transfer-encoding") == {b"chunked"}
                 and not _field_values(m, b"content-length")
             ),
+        ),
+        kestrel_accepts=True,
+    ),
+    Rule(
+        "chunk-ext-bws",
+        "chunk-ext allows BWS before ';' and around '=' (RFC 9112 §7.1.1: chunk-ext = *( BWS "
+        "';' BWS chunk-ext-name [ BWS '=' BWS chunk-ext-val ] )), which a recipient parses "
+        "and drops (RFC 9110 §5.6.3); llhttp refuses any whitespace there in strict mode, "
+        "h11 any before ';' (h11/_abnf.py chunk_header)",
+        BOTH,
+        lambda d: (
+            d.other.kind == "reject"
+            and "chunk" in d.other.detail
+            and _accepted(d.kestrel) is not None
+            and _has_chunk_ext_bws(d.data)
         ),
         kestrel_accepts=True,
     ),
@@ -881,6 +920,9 @@ EXAMPLES = [
     b"GET / HTTP/1.1\r\nHost: a\r\n\r\n\r",
     b"CONNECT a:1 HTTP/1.1\r\nHost: a:1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
     b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n:\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1 ; a = b\r\nx\r\n0\r\n\r\n",
+    # The corpus's deflate cases also have a fragment in the target, refused first.
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: deflate, chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n",
 ]
 
 

@@ -1174,6 +1174,21 @@ def test_rejected_requests_get_a_status_and_a_close(request_bytes: bytes, status
     assert sum(stats["rejections"].values()) == 1
 
 
+def test_a_tls_client_hello_is_refused_at_its_first_byte() -> None:
+    # 0x16 cannot begin a request line: the answer comes as soon as it arrives, not when a
+    # line ends or when the request-headers timeout (30 s by default) fires.
+    with serve_in_thread(echo_target) as server:
+        started = time.monotonic()
+        data = exchange(server.port, b"\x16")
+        elapsed = time.monotonic() - started
+        stats = server.stats()
+    [response] = split_responses(data)
+    assert response.status == 400
+    assert response.header("connection") == "close"
+    assert elapsed < 2.0
+    assert sum(stats["rejections"].values()) == 1
+
+
 def test_many_concurrent_connections_all_succeed() -> None:
     clients, requests_each = 200, 5
     errors: list[str] = []

@@ -138,6 +138,11 @@ BROWSER_HEAD = head("GET", b"/index.html?q=1", [(n.lower(), v) for n, v in BROWS
 # The size limit on the request line does not count its CRLF.
 LONG_LINE = b"GET /" + b"a" * 50 + b" HTTP/1.1"
 PRINTABLE_ASCII = bytes(range(0x21, 0x7F))
+# A request-target has no fragment, so no "#" (RFC 9112 §3.2).
+TARGET_BYTES = PRINTABLE_ASCII.replace(b"#", b"")
+# The start of a TLS 1.2/1.3 ClientHello record: handshake (0x16), TLS 1.0 record version,
+# length, ClientHello (0x01), its length and client_version 3.3 (RFC 8446 §5.1, §4.1.2).
+TLS_CLIENT_HELLO = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32)) + b"\r\n"
 TCHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -184,9 +189,11 @@ ACCEPT = [
            [head("PROPFIND", b"/d", [H_X]), END]),
     accept("method-all-tchars", TCHARS + b" / HTTP/1.1\r\nHost: x\r\n\r\n",
            [head(TCHARS.decode(), b"/", [H_X]), END]),
-    accept("target-all-printable-ascii",
-           b"GET /" + PRINTABLE_ASCII + b" HTTP/1.1\r\nHost: x\r\n\r\n",
-           [head("GET", b"/" + PRINTABLE_ASCII, [H_X]), END]),
+    accept("target-all-printable-ascii-but-hash",
+           b"GET /" + TARGET_BYTES + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+           [head("GET", b"/" + TARGET_BYTES, [H_X]), END]),
+    accept("target-percent-encoded-hash", b"GET /a%23b?c=%23 HTTP/1.1\r\nHost: x\r\n\r\n",
+           [head("GET", b"/a%23b?c=%23", [H_X]), END]),
     accept("http-1.2-served-as-1.1", b"GET / HTTP/1.2\r\nHost: x\r\n\r\n", [GET_X, END]),
     accept("http-1.9-served-as-1.1", b"GET / HTTP/1.9\r\nHost: x\r\n\r\n", [GET_X, END]),
     accept("leading-crlf", b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", [GET_X, END]),
@@ -296,6 +303,19 @@ ACCEPT = [
            [CHUNKED_POST, body(b"hello"), END]),
     accept("chunk-ext-quoted-obs-text", chunked(b'5;a="\xc3\xa9"\r\nhello\r\n0\r\n\r\n'),
            [CHUNKED_POST, body(b"hello"), END]),
+    # chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ), RFC 9112 §7.1.1.
+    accept("chunk-ext-bws-after-semicolon", chunked(b"5; name; param=value\r\nhello\r\n0\r\n\r\n"),
+           [CHUNKED_POST, body(b"hello"), END]),
+    accept("chunk-ext-bws-before-semicolon", chunked(b"5 ;name\r\nhello\r\n0\r\n\r\n"),
+           [CHUNKED_POST, body(b"hello"), END]),
+    accept("chunk-ext-bws-around-equals", chunked(b"5;a = b ;c= d;e =f\r\nhello\r\n0\r\n\r\n"),
+           [CHUNKED_POST, body(b"hello"), END]),
+    accept("chunk-ext-bws-htab-and-runs",
+           chunked(b'5\t ;\t a \t=\t "q" \t;b\r\nhello\r\n0 ; last\r\n\r\n'),
+           [CHUNKED_POST, body(b"hello"), END]),
+    # BWS counts towards the extension limit like any other extension byte.
+    accept("chunk-ext-bws-at-limit", chunked(b"5 ; a = b\r\nhello\r\n0\r\n\r\n"),
+           [CHUNKED_POST, body(b"hello"), END], max_chunk_extensions_size=8),
     accept("chunk-ext-on-last-chunk", chunked(b"5\r\nhello\r\n0;done=1\r\n\r\n"),
            [CHUNKED_POST, body(b"hello"), END]),
     accept("chunk-ext-under-limit", chunked(b"5;a=b\r\nhello\r\n5;c=d\r\nworld\r\n0\r\n\r\n"),
@@ -453,6 +473,18 @@ REJECT = [
     reject("htab-after-target", b"GET /\tHTTP/1.1\r\nHost: x\r\n\r\n",
            R.INVALID_REQUEST_LINE, 400),
     reject("leading-sp", b" GET / HTTP/1.1\r\nHost: x\r\n\r\n", R.INVALID_REQUEST_LINE, 400),
+    # A request line starts with a tchar; a byte that cannot is refused as it arrives (see
+    # test_first_byte_of_a_request_line), before the rest of the line can change the reason.
+    reject("tls-client-hello", TLS_CLIENT_HELLO, R.INVALID_REQUEST_LINE, 400),
+    reject("leading-htab", b"\tGET / HTTP/1.1\r\nHost: x\r\n\r\n", R.INVALID_REQUEST_LINE, 400),
+    reject("leading-nul", b"\x00GET / HTTP/1.1\r\nHost: x\r\n\r\n", R.INVALID_REQUEST_LINE, 400),
+    reject("leading-sp-then-bare-cr", b" GET /\rb HTTP/1.1\r\nHost: x\r\n\r\n",
+           R.INVALID_REQUEST_LINE, 400),
+    reject("non-token-after-empty-line", b"\r\n\x16\x03\x01\r\n\r\n", R.INVALID_REQUEST_LINE, 400),
+    reject("whitespace-only-line", b"   \r\n\r\n", R.INVALID_REQUEST_LINE, 400),
+    # The HTTP/2 preface starts with a token, so it is judged when its line ends: 505, as
+    # for any HTTP/2.0 request line (kestrel does not speak h2c).
+    reject("h2-preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", R.UNSUPPORTED_HTTP_VERSION, 505),
     reject("method-non-token", b"GE(T / HTTP/1.1\r\nHost: x\r\n\r\n", R.INVALID_REQUEST_LINE, 400),
     reject("method-non-ascii", b"G\xc9T / HTTP/1.1\r\nHost: x\r\n\r\n",
            R.INVALID_REQUEST_LINE, 400),
@@ -482,6 +514,22 @@ REJECT = [
     reject("target-ctl", b"GET /a\x01b HTTP/1.1\r\nHost: x\r\n\r\n", R.INVALID_REQUEST_TARGET, 400),
     reject("target-del", b"GET /a\x7fb HTTP/1.1\r\nHost: x\r\n\r\n", R.INVALID_REQUEST_TARGET, 400),
     reject("target-space", b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", R.INVALID_REQUEST_TARGET, 400),
+    # A fragment is not part of any request-target form (RFC 9112 §3.2, RFC 3986 §3.5):
+    # Http11Probe's RFC9112-3.2-FRAGMENT-IN-TARGET.
+    reject("target-fragment", b"GET /path#frag HTTP/1.1\r\nHost: x\r\n\r\n",
+           R.INVALID_REQUEST_TARGET, 400),
+    reject("target-empty-fragment", b"GET /path# HTTP/1.1\r\nHost: x\r\n\r\n",
+           R.INVALID_REQUEST_TARGET, 400),
+    reject("target-fragment-after-query", b"GET /a?b=c#d HTTP/1.1\r\nHost: x\r\n\r\n",
+           R.INVALID_REQUEST_TARGET, 400),
+    reject("target-only-fragment", b"GET #a HTTP/1.1\r\nHost: x\r\n\r\n",
+           R.INVALID_REQUEST_TARGET, 400),
+    reject("absolute-form-fragment", b"GET http://x/a#b HTTP/1.1\r\nHost: x\r\n\r\n",
+           R.INVALID_REQUEST_TARGET, 400),
+    reject("absolute-form-fragment-after-authority",
+           b"GET http://x#b HTTP/1.1\r\nHost: x\r\n\r\n", R.INVALID_REQUEST_TARGET, 400),
+    reject("asterisk-form-fragment", b"OPTIONS *#a HTTP/1.1\r\nHost: x\r\n\r\n",
+           R.INVALID_REQUEST_TARGET, 400),
     reject("asterisk-with-get", b"GET * HTTP/1.1\r\nHost: x\r\n\r\n",
            R.INVALID_REQUEST_TARGET, 400),
     reject("connect-origin-form", b"CONNECT / HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -660,12 +708,26 @@ REJECT = [
                 R.INVALID_CHUNK_EXTENSION, 400),
     reject_body("chunk-ext-empty-value", chunked(b"5;a=\r\nhello\r\n0\r\n\r\n"),
                 R.INVALID_CHUNK_EXTENSION, 400),
-    reject_body("chunk-ext-sp-after-semicolon", chunked(b"5; a=b\r\nhello\r\n0\r\n\r\n"),
-                R.INVALID_CHUNK_EXTENSION, 400),
-    reject_body("chunk-ext-sp-around-equals", chunked(b"5;a = b\r\nhello\r\n0\r\n\r\n"),
-                R.INVALID_CHUNK_EXTENSION, 400),
+    # BWS is allowed only where a ";" or "=" follows it (RFC 9112 §7.1.1).
     reject_body("chunk-ext-trailing-sp", chunked(b"5;a=b \r\nhello\r\n0\r\n\r\n"),
                 R.INVALID_CHUNK_EXTENSION, 400),
+    reject_body("chunk-ext-trailing-sp-after-name", chunked(b"5;a \r\nhello\r\n0\r\n\r\n"),
+                R.INVALID_CHUNK_EXTENSION, 400),
+    reject_body("chunk-ext-trailing-sp-after-quoted", chunked(b'5;a="b" \r\nhello\r\n0\r\n\r\n'),
+                R.INVALID_CHUNK_EXTENSION, 400),
+    reject_body("chunk-ext-bws-then-no-name", chunked(b"5 ; \r\nhello\r\n0\r\n\r\n"),
+                R.INVALID_CHUNK_EXTENSION, 400),
+    reject_body("chunk-ext-bws-then-no-value", chunked(b"5;a = \r\nhello\r\n0\r\n\r\n"),
+                R.INVALID_CHUNK_EXTENSION, 400),
+    reject_body("chunk-ext-sp-between-names", chunked(b"5;a b\r\nhello\r\n0\r\n\r\n"),
+                R.INVALID_CHUNK_EXTENSION, 400),
+    reject_body("chunk-size-sp-then-not-semicolon", chunked(b"5 a\r\nhello\r\n0\r\n\r\n"),
+                R.INVALID_CHUNK_SIZE, 400),
+    reject_body("chunk-ext-bws-over-limit", chunked(b"5 ; a = b\r\nhello\r\n0\r\n\r\n"),
+                R.CHUNK_EXTENSIONS_TOO_LARGE, 400, max_chunk_extensions_size=7),
+    # Whitespace after the size could still begin an extension, so the limit names that.
+    reject_body("chunk-ext-only-bws-over-limit", chunked(b"5" + b" " * 40 + b"\r\nhello\r\n"),
+                R.CHUNK_EXTENSIONS_TOO_LARGE, 400, max_chunk_extensions_size=16),
     reject_body("chunk-ext-non-token-value", chunked(b"5;a=b@c\r\nhello\r\n0\r\n\r\n"),
                 R.INVALID_CHUNK_EXTENSION, 400),
     reject_body("chunk-ext-nul", chunked(b"5;a=b\x00\r\nhello\r\n0\r\n\r\n"),
@@ -1065,6 +1127,29 @@ def test_bare_cr_and_obs_fold_refused_before_line_end() -> None:
         (chunked(b"0\r\n "), R.OBSOLETE_LINE_FOLDING),
     ]:
         assert run({}, [raw])[-1] == error(reason, 400), raw
+
+
+def test_first_byte_of_a_request_line() -> None:
+    # Only a tchar (a method's first byte) or the CR of an empty line (RFC 9112 §2.2) can
+    # begin a request line; any other byte is refused the moment it arrives, alone.
+    for byte in range(256):
+        first = bytes([byte])
+        for before in [b"", b"\r\n", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"]:
+            events = run({}, [before, first])
+            last = events[-1] if events else None
+            if byte in TCHARS or first == b"\r":
+                assert last is None or last[0] != "error", (before, first)
+            elif first == b"\n":
+                # A bare LF ending an empty line.
+                assert last == error(R.INVALID_LINE_ENDING, 400), (before, first)
+            else:
+                assert last == error(R.INVALID_REQUEST_LINE, 400), (before, first)
+
+
+def test_h2_preface_waits_for_its_line() -> None:
+    # "P" can begin a method, so nothing is decided before the line ends (as before).
+    assert run({}, [b"PRI * HTTP/2.0"]) == []
+    assert run({}, [b"PRI * HTTP/2.0\r\n"]) == [error(R.UNSUPPORTED_HTTP_VERSION, 505)]
 
 
 # ---- Scenarios.
