@@ -54,15 +54,19 @@ from kestrel.exceptions import HTTPException
 from kestrel.request import BadRequest, Request
 from kestrel.response import JSON, json_dumps, json_response
 from kestrel.routing import MethodNotAllowed, NotFound, Router
+from kestrel.types import (
+    AnyResponse,
+    CallNext,
+    Endpoint,
+    ExceptionHandler,
+    Handler,
+    Hook,
+    Lifespan,
+    Middleware,
+)
 
 log = logging.getLogger("kestrel.app")
 
-AnyResponse = Response | StreamingResponse | FileResponse
-CallNext = Callable[[Request], Awaitable[AnyResponse]]
-Middleware = Callable[[Request, CallNext], Awaitable[AnyResponse]]
-ExceptionHandler = Callable[[Request, Any], Awaitable[Any] | Any]
-Hook = Callable[[], Awaitable[None] | None]
-Lifespan = Callable[["App"], contextlib.AbstractAsyncContextManager[Any]]
 F = TypeVar("F", bound=Callable[..., Any])
 
 # What a plain-def handler's thread pool defaults to: anyio's (Starlette's) default of 40.
@@ -93,7 +97,7 @@ class App(Router):
         self.exception_handlers: dict[type[BaseException], ExceptionHandler] = {}
         self.startup_hooks: list[Hook] = []
         self.shutdown_hooks: list[Hook] = []
-        self._entry: Callable[[Request], Awaitable[Any]] | None = None
+        self._entry: Handler | None = None
         self._convert = False
         self._body_limits = False
         self._executor: ThreadPoolExecutor | None = None
@@ -137,7 +141,7 @@ class App(Router):
     # ---- The entry point the engine calls.
 
     @property
-    def entry(self) -> Callable[[Request], Awaitable[Any]]:
+    def entry(self) -> Handler:
         """The callable the engine runs per request (the middleware onion, built once)."""
         if self._entry is None:
             self._entry = self._build()
@@ -146,14 +150,14 @@ class App(Router):
     def __call__(self, request: Request) -> Awaitable[Any]:
         return self.entry(request)
 
-    def _build(self) -> Callable[[Request], Awaitable[Any]]:
+    def _build(self) -> Handler:
         # Without middleware the engine serializes what a handler returns; with it, each
         # middleware must get a Response (whose headers it may change).
         self._convert = bool(self.user_middleware)
         # Without per-route body limits the parser's limit is the server's, and it refuses a
         # larger Content-Length before any handler runs (Server.serve sets it from the routes).
         self._body_limits = bool(self.route_body_limits())
-        entry: Callable[[Request], Awaitable[Any]] = self._dispatch
+        entry: Handler = self._dispatch
         for middleware in reversed(self.user_middleware):
             entry = _layer(middleware, entry)
         if self.debug:
@@ -281,9 +285,7 @@ class App(Router):
             methods.add("HEAD")
         return ", ".join(sorted(methods))
 
-    async def _debug_errors(
-        self, entry: Callable[[Request], Awaitable[Any]], request: Request
-    ) -> Any:
+    async def _debug_errors(self, entry: Handler, request: Request) -> Any:
         try:
             return await entry(request)
         except (HttpParseError, ClientDisconnect, asyncio.CancelledError, HTTPException):
@@ -300,7 +302,7 @@ class App(Router):
             return Response(body.encode(), 500, None, _TEXT)
 
     async def _run_in_thread(
-        self, endpoint: Callable[..., Any], request: Request, params: dict[str, Any]
+        self, endpoint: Endpoint, request: Request, params: dict[str, Any]
     ) -> Any:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self.max_threads, thread_name_prefix="kestrel")

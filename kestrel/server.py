@@ -23,8 +23,9 @@ from typing import Any
 
 from kestrel._core import HttpServer, KestrelEventLoop
 from kestrel.config import DEFAULT_BACKLOG, Limits
-from kestrel.host import Handler, Host, as_host
+from kestrel.host import Host, as_host
 from kestrel.metrics import render_prometheus
+from kestrel.types import Handler
 from kestrel.watchdog import DEFAULT_THRESHOLD, Watchdog
 
 
