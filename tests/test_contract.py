@@ -835,6 +835,8 @@ def test_metrics_path_serves_prometheus_text() -> None:
         "kestrel_body_rate_aborts_total",
         "kestrel_response_rate_aborts_total",
         "kestrel_headers_timeouts_total",
+        "kestrel_responses_total",
+        "kestrel_accept_pauses_total",
     }
 
 

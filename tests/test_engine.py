@@ -365,19 +365,19 @@ def test_keep_alive_serves_many_requests_on_one_connection() -> None:
                 local_ports.add(connection.sock.getsockname()[1])
         finally:
             connection.close()
-        stats = server.stats()
+        metrics = server.metrics()
     assert len(local_ports) == 1
-    assert stats["connections_total"] == 1
-    assert stats["requests_total"] == 50
+    assert metrics["connections_total"] == 1
+    assert metrics["requests_total"] == 50
 
 
 def test_httpx_client_keeps_its_connection_alive() -> None:
     with serve_in_thread(echo_target) as server:
         with httpx.Client(base_url=server.url, timeout=TIMEOUT_S) as client:
             bodies = [client.get(f"/x/{i}").content for i in range(20)]
-        stats = server.stats()
+        metrics = server.metrics()
     assert bodies == [f"/x/{i}".encode() for i in range(20)]
-    assert stats["connections_total"] == 1
+    assert metrics["connections_total"] == 1
 
 
 def test_http10_closes_by_default() -> None:
@@ -488,11 +488,11 @@ def test_bytes_after_connection_close_are_never_processed(suspends: bool) -> Non
     )
     with serve_in_thread(app) as server:
         data = exchange(server.port, pipeline)
-        stats = server.stats()
+        metrics = server.metrics()
     [response] = split_responses(data)
     assert response.body == b"/first"
     assert calls == [b"/first"]
-    assert stats["requests_total"] == 1
+    assert metrics["requests_total"] == 1
 
 
 @pytest.mark.parametrize("suspends", [False, True], ids=["sync", "async"])
@@ -1165,13 +1165,13 @@ def test_rejected_requests_get_a_status_and_a_close(request_bytes: bytes, status
     with serve_in_thread(app) as server:
         # A valid request first, and one pipelined behind the bad one that must not run.
         data = exchange(server.port, get_request("/ok") + request_bytes + get_request("/after"))
-        stats = server.stats()
+        metrics = server.metrics()
     ok, rejected = split_responses(data)  # exchange() returning means the server closed
     assert ok.body == b"handled"
     assert rejected.status == status
     assert rejected.header("connection") == "close"
     assert calls == [b"/ok"]
-    assert sum(stats["rejections"].values()) == 1
+    assert sum(metrics["rejections"].values()) == 1
 
 
 def test_many_concurrent_connections_all_succeed() -> None:
@@ -1181,7 +1181,7 @@ def test_many_concurrent_connections_all_succeed() -> None:
     with serve_in_thread(echo_target) as server:
         all_connected = threading.Barrier(
             clients,
-            action=lambda: peak.append(server.stats()["connections_active"]),
+            action=lambda: peak.append(server.metrics()["connections_active"]),
             timeout=30,
         )
 
@@ -1207,11 +1207,11 @@ def test_many_concurrent_connections_all_succeed() -> None:
             thread.start()
         for thread in threads:
             thread.join(60)
-        stats = server.stats()
+        metrics = server.metrics()
     assert errors == []
     assert peak == [clients]
-    assert stats["connections_total"] == clients
-    assert stats["responses_total"] == clients * requests_each
+    assert metrics["connections_total"] == clients
+    assert metrics["responses_total"] == clients * requests_each
 
 
 # ---- serve_in_thread.
@@ -1389,14 +1389,14 @@ def test_curl_reuses_the_connection_for_several_urls() -> None:
             capture_output=True,
             timeout=20,
         )
-        stats = server.stats()
+        metrics = server.metrics()
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode().splitlines() == [
         "/1 connects=1",
         "/2 connects=0",
         "/3 connects=0",
     ]
-    assert stats["connections_total"] == 1
+    assert metrics["connections_total"] == 1
 
 
 def test_max_request_body_size_is_applied_before_the_body_is_read() -> None:
