@@ -1,4 +1,5 @@
-"""The request contract (issue #5), proved over real loopback sockets.
+"""The request contract (docs/contract.md: the limits, deadlines, rates and drains the server
+keeps whatever the client or the handler does), proved over real loopback sockets.
 
 Each test starts a server in a thread with small limits and talks to it with raw sockets:
 early responses to uploads that are still being sent, drains of unread bodies (and the
@@ -228,7 +229,7 @@ def send_body_watching(client: Client, total: int) -> int:
     return readable_at
 
 
-# ---- 1, 2: an early response to an upload still being sent.
+# ---- An early response to an upload still being sent.
 
 
 @pytest.mark.parametrize("suspends", [False, True], ids=["answers-at-once", "suspends"])
@@ -287,7 +288,7 @@ def test_early_400_then_the_connection_serves_the_next_request() -> None:
     assert metrics["requests_total"] == 2
 
 
-# ---- 3: many early rejections on one connection keep it.
+# ---- Many early rejections on one connection keep it.
 
 
 def test_500_early_rejections_keep_the_connection() -> None:
@@ -307,7 +308,7 @@ def test_500_early_rejections_keep_the_connection() -> None:
     assert metrics["drain_closes"] == 0
 
 
-# ---- 4: a stalled body closes at the drain timeout.
+# ---- A stalled body closes at the drain timeout.
 
 
 def test_stalled_unread_body_closes_at_the_drain_timeout() -> None:
@@ -330,7 +331,7 @@ def test_stalled_unread_body_closes_at_the_drain_timeout() -> None:
     assert metrics["drained_bodies"] == 0
 
 
-# ---- 5: a request smuggled inside an unread body never runs.
+# ---- A request smuggled inside an unread body never runs.
 
 
 def unread_body(framing: str) -> tuple[bytes, bytes]:
@@ -405,7 +406,7 @@ def test_request_smuggled_in_a_body_that_closes_never_runs(framing: str, why: st
     assert calls == [b"/upload"]
 
 
-# ---- 6, 7: the minimum request body rate.
+# ---- The minimum request body rate.
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
@@ -481,7 +482,7 @@ def test_handler_sleeping_between_reads_is_not_cut(limits: dict[str, Any], size:
     assert metrics["body_rate_aborts"] == 0
 
 
-# ---- 8: the minimum response rate.
+# ---- The minimum response rate.
 
 
 def big_response(kind: str, size: int, tmp_path: Path) -> Handler:

@@ -1,4 +1,5 @@
-"""The engine (issue #3) over real loopback sockets.
+"""The engine over real loopback sockets: responses and the headers it adds, keep-alive,
+pipelining, HEAD, bodies, asyncio in handlers, errors, serve_in_thread and the CLI.
 
 Clients are http.client, httpx and curl, plus raw sockets wherever the exact bytes on the wire
 matter (pipelining, framing errors, half-closes). Every server runs in a thread through
