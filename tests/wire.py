@@ -73,8 +73,7 @@ class WireResponse:
     @property
     def closes(self) -> bool:
         """The server said it closes the connection after this response."""
-        value = self.header("connection") or ""
-        return "close" in [token.strip().lower() for token in value.split(",")]
+        return (self.header("connection") or "").lower() == "close"
 
 
 class ResponseParser:
@@ -106,11 +105,12 @@ class ResponseParser:
         """Between responses, and the server said (or its framing implied) that it closes."""
         return not self._reading and self._h11.their_state in (h11.MUST_CLOSE, h11.CLOSED)
 
-    def next_response(self, method: str = "GET") -> WireResponse | None:
+    def next_response(self, method: str = "GET", *, interim: bool = False) -> WireResponse | None:
         """The next complete response (to a request with `method`), or None until more bytes
-        arrive. Raises h11.RemoteProtocolError for a malformed response or one the server
-        cut short by closing, and AssertionError for a response after the server said it
-        would close."""
+        arrive; with `interim`, the next 1xx one instead (a 100 Continue), which the final
+        response will then not list. Raises h11.RemoteProtocolError for a malformed response
+        or one the server cut short by closing, and AssertionError for a response after the
+        server said it would close (or a final one where `interim` wanted a 1xx)."""
         client = self._h11
         if not self._reading:
             if client.our_state is h11.DONE and client.their_state is h11.DONE:
@@ -126,13 +126,12 @@ class ResponseParser:
             if event is h11.NEED_DATA:
                 return None
             if isinstance(event, h11.InformationalResponse):
+                if interim:
+                    return _wire_response(event)
                 self._interim.append(event.status_code)
             elif isinstance(event, h11.Response):
-                assert event.http_version == b"1.1", f"HTTP/{event.http_version!r} response"
-                headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in event.headers]
-                self._response = WireResponse(
-                    event.status_code, event.reason.decode("latin-1"), headers, b""
-                )
+                assert not interim, f"a final {event.status_code} where a 1xx was expected"
+                self._response = _wire_response(event)
                 self._response.interim, self._interim = self._interim, []
             elif isinstance(event, h11.Data):
                 assert self._response is not None
@@ -144,6 +143,12 @@ class ResponseParser:
                 return response
             else:  # ConnectionClosed before a response began
                 raise h11.RemoteProtocolError("the server closed before responding")
+
+
+def _wire_response(event: h11.Response | h11.InformationalResponse) -> WireResponse:
+    assert event.http_version == b"1.1", f"an HTTP/{event.http_version!r} response"
+    headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in event.headers]
+    return WireResponse(event.status_code, event.reason.decode("latin-1"), headers, b"")
 
 
 def responses(received: Exchange, methods: list[str]) -> list[WireResponse]:
@@ -235,14 +240,14 @@ class WireClient:
                 f"unread: {self.parser.unread[:300]!r}"
             ) from None
 
-    def response(self, method: str = "GET") -> WireResponse:
-        """The next response (to a request with `method`), waiting for it as needed; fails
-        if the server closes before it is complete."""
-        while (response := self.parser.next_response(method)) is None:
+    def response(self, method: str = "GET", *, interim: bool = False) -> WireResponse:
+        """The next response (to a request with `method`; with `interim`, the next 1xx),
+        waiting for it as needed; fails if the server closes before it is complete."""
+        while (response := self.parser.next_response(method, interim=interim)) is None:
             chunk = self._recv()
             self.parser.receive(chunk)
             if not chunk:  # closed: what was received is all there is
-                response = self.parser.next_response(method)
+                response = self.parser.next_response(method, interim=interim)
                 assert response is not None, f"closed mid-response: {self.parser.unread!r}"
         return response
 
