@@ -15,9 +15,10 @@ and returns a Response (a handler's ``str``/``dict``/... has been turned into on
 whose ``headers`` the middleware may change.
 
 ``dispatch`` routes the request, runs the handler (``async def`` on the loop, plain ``def``
-in the App's bounded thread pool) and turns exceptions into responses: HTTPException, routing
-misses (404, 405 with Allow, 308 for a trailing slash, 400 for a path that does not decode)
-and any exception type with a registered handler. Anything else propagates through the
+in the App's bounded ``thread_pool``, a kestrel.threadpool.ThreadPool) and turns exceptions
+into responses: HTTPException, routing misses (404, 405 with Allow, 308 for a trailing
+slash, 400 for a path that does not decode) and any exception type with a registered
+handler. Anything else propagates through the
 middleware to the engine, which logs the traceback and answers 500 (with ``App(debug=True)``
 the App answers instead, with the traceback in the body). A path that does not decode is a
 400 wherever it is first read: by the router here, or by a middleware, in which case the
@@ -35,12 +36,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import functools
 import logging
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from kestrel._core import (
@@ -54,19 +53,20 @@ from kestrel.exceptions import HTTPException
 from kestrel.request import BadRequest, Request
 from kestrel.response import JSON, json_dumps, json_response
 from kestrel.routing import MethodNotAllowed, NotFound, Router
+from kestrel.threadpool import DEFAULT_THREADS, ThreadPool
+from kestrel.types import (
+    AnyResponse,
+    CallNext,
+    ExceptionHandler,
+    Handler,
+    Hook,
+    Lifespan,
+    Middleware,
+)
 
 log = logging.getLogger("kestrel.app")
 
-AnyResponse = Response | StreamingResponse | FileResponse
-CallNext = Callable[[Request], Awaitable[AnyResponse]]
-Middleware = Callable[[Request, CallNext], Awaitable[AnyResponse]]
-ExceptionHandler = Callable[[Request, Any], Awaitable[Any] | Any]
-Hook = Callable[[], Awaitable[None] | None]
-Lifespan = Callable[["App"], contextlib.AbstractAsyncContextManager[Any]]
 F = TypeVar("F", bound=Callable[..., Any])
-
-# What a plain-def handler's thread pool defaults to: anyio's (Starlette's) default of 40.
-DEFAULT_THREADS = 40
 
 _TEXT = b"text/plain; charset=utf-8"
 
@@ -88,15 +88,14 @@ class App(Router):
         super().__init__()
         self.debug = debug
         self.lifespan = lifespan
-        self.max_threads = max_threads
+        self.thread_pool = ThreadPool(max_threads)  # for plain def handlers
         self.user_middleware: list[Middleware] = []
         self.exception_handlers: dict[type[BaseException], ExceptionHandler] = {}
         self.startup_hooks: list[Hook] = []
         self.shutdown_hooks: list[Hook] = []
-        self._entry: Callable[[Request], Awaitable[Any]] | None = None
+        self._entry: Handler | None = None
         self._convert = False
         self._body_limits = False
-        self._executor: ThreadPoolExecutor | None = None
         self._lifespan_context: contextlib.AbstractAsyncContextManager[Any] | None = None
         self._started = False  # between startup() and shutdown(): the onion is fixed
 
@@ -137,7 +136,7 @@ class App(Router):
     # ---- The entry point the engine calls.
 
     @property
-    def entry(self) -> Callable[[Request], Awaitable[Any]]:
+    def entry(self) -> Handler:
         """The callable the engine runs per request (the middleware onion, built once)."""
         if self._entry is None:
             self._entry = self._build()
@@ -146,14 +145,14 @@ class App(Router):
     def __call__(self, request: Request) -> Awaitable[Any]:
         return self.entry(request)
 
-    def _build(self) -> Callable[[Request], Awaitable[Any]]:
+    def _build(self) -> Handler:
         # Without middleware the engine serializes what a handler returns; with it, each
         # middleware must get a Response (whose headers it may change).
         self._convert = bool(self.user_middleware)
         # Without per-route body limits the parser's limit is the server's, and it refuses a
         # larger Content-Length before any handler runs (Server.serve sets it from the routes).
         self._body_limits = bool(self.route_body_limits())
-        entry: Callable[[Request], Awaitable[Any]] = self._dispatch
+        entry: Handler = self._dispatch
         for middleware in reversed(self.user_middleware):
             entry = _layer(middleware, entry)
         if self.debug:
@@ -212,7 +211,7 @@ class App(Router):
                 else:
                     result = await handler.endpoint(request)
             else:
-                result = await self._run_in_thread(handler.endpoint, request, params)
+                result = await self.thread_pool.run(handler.endpoint, request, **params)
         except (HttpParseError, ClientDisconnect):
             raise  # the engine answers these (with the parser's status) and closes
         except Exception as exc:
@@ -281,9 +280,7 @@ class App(Router):
             methods.add("HEAD")
         return ", ".join(sorted(methods))
 
-    async def _debug_errors(
-        self, entry: Callable[[Request], Awaitable[Any]], request: Request
-    ) -> Any:
+    async def _debug_errors(self, entry: Handler, request: Request) -> Any:
         try:
             return await entry(request)
         except (HttpParseError, ClientDisconnect, asyncio.CancelledError, HTTPException):
@@ -298,15 +295,6 @@ class App(Router):
             )
             body = "".join(traceback.format_exception(exc))
             return Response(body.encode(), 500, None, _TEXT)
-
-    async def _run_in_thread(
-        self, endpoint: Callable[..., Any], request: Request, params: dict[str, Any]
-    ) -> Any:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(self.max_threads, thread_name_prefix="kestrel")
-        context = contextvars.copy_context()
-        call = functools.partial(context.run, endpoint, request, **params)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     # ---- Lifespan.
 
@@ -357,9 +345,7 @@ class App(Router):
                 await context.__aexit__(None, None, None)
             except Exception:
                 log.exception("lifespan shutdown failed")
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        self.thread_pool.shutdown()
         self._started = False
 
     @contextlib.asynccontextmanager

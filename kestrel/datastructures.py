@@ -11,10 +11,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import NamedTuple, NoReturn, TypeVar
 from urllib.parse import unquote_plus
 
-T = TypeVar("T")
+from kestrel.types import HeaderInput, RawHeaders
 
-RawHeaders = list[tuple[bytes, bytes]]
-HeaderInput = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]] | None
+T = TypeVar("T")
 
 
 # Header names a program sets are few and repeat on every response: encoded once.

@@ -15,7 +15,10 @@ multipart body, a missing boundary, too many fields or files, an oversized text 
 undecodable text is a 400, a body that is not a form a 415. A body over the request's size
 limit makes the stream raise ``HttpParseError`` (413), which is left for the engine to answer.
 
-Limits can be set per call (``await parse_form(request, max_files=1)``) or for the whole
+``parse_form`` needs only the request's headers and its body as an async stream of bytes,
+so this module knows nothing of the Request class (request.py imports it, not the reverse)
+and any host with a byte stream can use it. Limits can be set per call
+(``await parse_form(request.headers, request.stream(), max_files=1)``) or for the whole
 process by assigning the module defaults (``kestrel.forms.MAX_FIELDS = 5000``), which is
 what ``request.form()`` uses.
 
@@ -28,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, TypeVar, overload
 from urllib.parse import parse_qsl, unquote_to_bytes
 
@@ -40,8 +43,6 @@ from kestrel.exceptions import HTTPException
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
-
-    from kestrel.request import Request
 
 __all__ = [
     "MAX_FIELDS",
@@ -195,14 +196,23 @@ class FormData(Mapping[str, FormValue]):
 
 
 async def parse_form(
-    request: Request,
+    headers: Mapping[str, str],
+    stream: AsyncIterable[bytes],
     *,
+    read_body: Callable[[], Awaitable[bytes]] | None = None,
     max_fields: int | None = None,
     max_files: int | None = None,
     max_part_size: int | None = None,
     spool_threshold: int | None = None,
 ) -> FormData:
-    """Parse the request body as a form (urlencoded or multipart) into FormData.
+    """Parse a request body as a form (urlencoded or multipart) into FormData.
+
+    `headers` are the request's (only ``content-type`` is read, by that lower-case name,
+    which kestrel's Headers match in any case) and `stream` its body, chunk by chunk. A
+    multipart body is parsed as it streams. A urlencoded one is read whole, with
+    `read_body` if given, else by joining the stream: ``request.form()`` passes
+    ``request.body``, which keeps the bytes for a later ``request.body()`` and serves a body
+    read before.
 
     Each limit left as None takes the module default (MAX_FIELDS, MAX_FILES, MAX_PART_SIZE,
     SPOOL_THRESHOLD), read at call time so that an application can change it once. Raises
@@ -212,24 +222,53 @@ async def parse_form(
     ``request.form()`` calls this and caches the result; calling it directly parses anew
     (the body can be read only once) and does not fill that cache.
     """
-    content_type = request.headers.get("content-type", "")
+    try:
+        return await _parse_form(
+            headers,
+            stream,
+            read_body,
+            max_fields=MAX_FIELDS if max_fields is None else max_fields,
+            max_files=MAX_FILES if max_files is None else max_files,
+            max_part_size=MAX_PART_SIZE if max_part_size is None else max_part_size,
+            spool_threshold=SPOOL_THRESHOLD if spool_threshold is None else spool_threshold,
+        )
+    finally:
+        # Close the stream whether it was read through, cut short or never started (a 415,
+        # a urlencoded body read with read_body): the core's body stream is a compiled async
+        # generator, which warns when it is collected unstarted.
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _parse_form(
+    headers: Mapping[str, str],
+    stream: AsyncIterable[bytes],
+    read_body: Callable[[], Awaitable[bytes]] | None,
+    *,
+    max_fields: int,
+    max_files: int,
+    max_part_size: int,
+    spool_threshold: int,
+) -> FormData:
+    content_type = headers.get("content-type", "")
     media_type, options = parse_options_header(content_type)
-    fields = MAX_FIELDS if max_fields is None else max_fields
     if media_type == URLENCODED:
-        return await _parse_urlencoded(request, fields)
+        body = await read_body() if read_body is not None else await _read_all(stream)
+        return _parse_urlencoded(body, max_fields)
     if media_type == MULTIPART:
         boundary = options.get(b"boundary")
         if not boundary:
             raise HTTPException(400, "multipart/form-data without a boundary parameter")
         reader = _MultipartReader(
             boundary,
-            max_fields=fields,
-            max_files=MAX_FILES if max_files is None else max_files,
-            max_part_size=MAX_PART_SIZE if max_part_size is None else max_part_size,
-            spool_threshold=SPOOL_THRESHOLD if spool_threshold is None else spool_threshold,
+            max_fields=max_fields,
+            max_files=max_files,
+            max_part_size=max_part_size,
+            spool_threshold=spool_threshold,
         )
         try:
-            async for chunk in request.stream():
+            async for chunk in stream:
                 await reader.feed(chunk)
             return await reader.finish()
         except BaseException:
@@ -246,8 +285,11 @@ async def parse_form(
     )
 
 
-async def _parse_urlencoded(request: Request, max_fields: int) -> FormData:
-    body = await request.body()
+async def _read_all(stream: AsyncIterable[bytes]) -> bytes:
+    return b"".join([chunk async for chunk in stream])
+
+
+def _parse_urlencoded(body: bytes, max_fields: int) -> FormData:
     try:
         # Decode first: parse_qsl would reject raw non-ASCII bytes outright, and a form's
         # text is UTF-8 (the WHATWG encoding browsers use).

@@ -10,15 +10,10 @@ ASGI and WSGI adapters implement it too.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
 
 from kestrel._core import Request, Response
-
-# What the engine calls per request (with a kestrel._core.Request or the host's subclass):
-# it returns bytes, str, None (204), or a Response, StreamingResponse or FileResponse.
-Handler = Callable[[Any], Awaitable[Any]]
-ErrorResponse = Callable[[Any, Exception], Response | None]
+from kestrel.types import Handler
 
 
 @runtime_checkable

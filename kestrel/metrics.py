@@ -15,6 +15,7 @@ _SIMPLE = {
     ),
     "requests_total": ("kestrel_requests_total", "counter", "Requests started."),
     "requests_active": ("kestrel_requests_active", "gauge", "Requests being handled."),
+    "responses_total": ("kestrel_responses_total", "counter", "Responses sent."),
     "bytes_read": ("kestrel_bytes_read_total", "counter", "Bytes received from clients."),
     "bytes_written": ("kestrel_bytes_written_total", "counter", "Bytes sent to clients."),
     "read_pauses": (
@@ -26,6 +27,11 @@ _SIMPLE = {
         "kestrel_write_pauses_total",
         "counter",
         "Times a connection's output waited on a slow reader.",
+    ),
+    "accept_pauses": (
+        "kestrel_accept_pauses_total",
+        "counter",
+        "Times accepting stopped for a moment because the process was out of descriptors.",
     ),
     "drained_bodies": (
         "kestrel_drained_bodies_total",
@@ -65,7 +71,7 @@ def _escape(value: str) -> str:
 
 
 def render_prometheus(snapshot: dict[str, Any]) -> bytes:
-    """The snapshot of HttpServer.metrics() as Prometheus text format 0.0.4."""
+    """The snapshot of Server.metrics() as Prometheus text format 0.0.4."""
     lines: list[str] = []
     for key, (name, kind, help_text) in _SIMPLE.items():
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {snapshot[key]}"]

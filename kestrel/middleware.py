@@ -20,9 +20,9 @@ from collections.abc import AsyncGenerator, Iterable, Sequence
 from typing import Any
 
 from kestrel._core import Response, StreamingResponse
-from kestrel.app import AnyResponse, CallNext
 from kestrel.datastructures import Headers, MutableHeaders
 from kestrel.request import Request
+from kestrel.types import AnyResponse, CallNext
 
 __all__ = [
     "CORSMiddleware",

@@ -110,7 +110,9 @@ class Request(_core.Request):
         """The body as a form: urlencoded or multipart (large parts spill to temp files)."""
         form: FormData | None = self._form
         if form is None:
+            # Imported on first use, as before: python-multipart is an import that most
+            # apps, which read no forms, need not pay for.
             from kestrel.forms import parse_form
 
-            form = self._form = await parse_form(self)
+            form = self._form = await parse_form(self.headers, self.stream(), read_body=self.body)
         return form

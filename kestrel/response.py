@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kestrel._core import FileResponse, Response, StreamingResponse
-from kestrel.datastructures import HeaderInput
+from kestrel.types import HeaderInput
 
 __all__ = [
     "FileResponse",

@@ -31,8 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-Endpoint = Callable[..., Any]
-
+from kestrel.types import Endpoint
 
 NO_MATCH: Any = object()  # what Converter.parse returns for a segment it does not take
 

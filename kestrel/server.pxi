@@ -598,22 +598,6 @@ cdef class HttpServer:
             self.heartbeat.cancel()
             self.heartbeat = None
 
-    def stats(self):
-        return {
-            "connections_active": len(self.connections),
-            "connections_total": self.connections_total,
-            "requests_total": self.requests_total,
-            "responses_total": self.responses_total,
-            "bytes_read": self.bytes_read,
-            "bytes_written": self.bytes_written,
-            "read_pauses": self.read_pauses,
-            "write_pauses": self.write_pauses,
-            "accept_pauses": self.accept_pauses,
-            "pool_blocks_in_use": self.pool.blocks_in_use,
-            "pool_blocks_free": self.pool.blocks_free,
-            "rejections": {RejectReason(k).name: v for k, v in self.rejections.items()},
-        }
-
     cdef HttpParser _new_parser(self):
         return HttpParser(max_request_line_size=self.max_request_line_size,
                           max_request_headers_size=self.max_request_headers_size,

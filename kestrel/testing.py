@@ -30,11 +30,11 @@ from urllib.parse import urlencode, urlsplit
 
 from kestrel.app import App
 from kestrel.server import Server, serve_in_thread
+from kestrel.types import FileField
 
 __all__ = ["TestClient", "TestResponse"]
 
 CLIENT_ADDRESS = ("testclient", 50000)
-FileField = tuple[str, bytes] | tuple[str, bytes, str]
 
 
 class TestResponse:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import http.client
 import inspect
 import logging
@@ -30,6 +31,7 @@ import kestrel
 from kestrel import App, Request, Response, StartupError, _core
 from kestrel.datastructures import QueryParams
 from kestrel.testing import TestClient
+from kestrel.threadpool import ThreadPool
 
 REPO = Path(kestrel.__file__).resolve().parent.parent
 
@@ -162,6 +164,28 @@ def test_thread_pool_is_bounded() -> None:
     assert peak == 2  # never more than max_threads at once
     assert elapsed >= 0.29  # 4 jobs of 0.15 s, two at a time
     assert len({body for _, body in results}) == 2  # on two pool threads
+
+
+def test_thread_pool_starts_on_first_call_carries_the_context_and_restarts() -> None:
+    pool = ThreadPool(1, name="pool-test")
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+
+    def work(suffix: str, *, sep: str) -> tuple[str, str]:
+        return threading.current_thread().name, var.get() + sep + suffix
+
+    async def main() -> list[tuple[str, str]]:
+        var.set("mw")
+        results = [await pool.run(work, "a", sep="-")]
+        pool.shutdown()  # as the app's shutdown does
+        results.append(await pool.run(work, "b", sep="+"))  # a restarted app gets a new pool
+        pool.shutdown()
+        return results
+
+    assert pool._executor is None  # no thread until a plain def handler runs
+    (first_thread, first), (second_thread, second) = asyncio.run(main())
+    assert (first, second) == ("mw-a", "mw+b")
+    assert first_thread.startswith("pool-test") and second_thread.startswith("pool-test")
+    assert pool._executor is None
 
 
 # ---- The watchdog.

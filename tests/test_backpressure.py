@@ -49,16 +49,16 @@ def test_slow_reader_pauses_the_socket_and_bounds_memory() -> None:
             for _ in range(upload // MIB):
                 sock.sendall(payload)
                 peak = max(peak, rss_bytes())
-                most_blocks = max(most_blocks, server.stats()["pool_blocks_in_use"])
+                most_blocks = max(most_blocks, server.metrics()["pool_blocks_in_use"])
             response = sock.recv(4096)
-        stats = server.stats()
+        metrics = server.metrics()
     assert response.startswith(b"HTTP/1.1 200")
     assert received == [upload]
-    assert stats["read_pauses"] >= 1
+    assert metrics["read_pauses"] >= 1
     # Every byte the server holds is a pooled 4 KiB block: at most the 1 MiB watermark plus
     # one 64 KiB read, whatever the size of the upload.
     assert most_blocks <= (MIB + 64 * 1024) // 4096 + 2, most_blocks
-    assert stats["pool_blocks_in_use"] == 0
+    assert metrics["pool_blocks_in_use"] == 0
     # 1 MiB watermark + one 64 KiB read + chunk objects in flight: far below the upload.
     assert peak - before < 16 * MIB, f"RSS grew {(peak - before) / MIB:.1f} MiB"
 
@@ -86,11 +86,11 @@ def test_client_that_does_not_read_makes_the_writer_wait() -> None:
         stalled_at = len(produced)
         time.sleep(0.3)
         assert len(produced) == stalled_at, "the writer kept producing while blocked"
-        stats = server.stats()
-        assert stats["write_pauses"] >= 1
+        metrics = server.metrics()
+        assert metrics["write_pauses"] >= 1
         # Held output: at most max_response_buffer_size (64 KiB) plus the chunk that
         # crossed it, in 4 KiB blocks.
-        assert stats["pool_blocks_in_use"] <= (64 + 64) // 4 + 2
+        assert metrics["pool_blocks_in_use"] <= (64 + 64) // 4 + 2
         assert stalled_at < total_chunks // 4  # kernel buffers took only a little
         received = 0
         while True:
@@ -127,7 +127,7 @@ def test_reading_resumes_below_the_low_watermark() -> None:
         sender = threading.Thread(target=sock.sendall, args=(b"z" * upload,))
         sender.start()
         time.sleep(0.4)
-        paused = server.stats()["read_pauses"]
+        paused = server.metrics()["read_pauses"]
         go.set()
         sender.join(timeout=20)
         response = sock.recv(4096)

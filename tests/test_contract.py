@@ -1,4 +1,5 @@
-"""The request contract (issue #5), proved over real loopback sockets.
+"""The request contract (docs/contract.md: the limits, deadlines, rates and drains the server
+keeps whatever the client or the handler does), proved over real loopback sockets.
 
 Each test starts a server in a thread with small limits and talks to it with raw sockets:
 early responses to uploads that are still being sent, drains of unread bodies (and the
@@ -13,22 +14,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import select
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from wire import WireClient
 
 from kestrel import FileResponse, Response, StreamingResponse, serve_in_thread
 from kestrel._core import Request
 from kestrel.server import Server
 
 MIB = 1 << 20
-HOST = "127.0.0.1"
 
 # Small limits, so that every deadline of the contract is reached within a second or two.
 FAST: dict[str, Any] = {
@@ -46,122 +45,7 @@ Handler = Callable[[Request], Awaitable[Any]]
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
-# ---- A small HTTP/1.1 client over one raw socket.
-
-
-@dataclass
-class HttpResponse:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-    interim: list[int] = field(default_factory=list)  # 1xx statuses seen before this one
-
-    @property
-    def closes(self) -> bool:
-        return self.headers.get("connection", "").lower() == "close"
-
-
-class Client:
-    """One connection; reads responses (Content-Length, chunked or to EOF) and EOF."""
-
-    def __init__(self, port: int, *, timeout: float = 5.0, rcvbuf: int | None = None) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf is not None:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.settimeout(timeout)
-        self.sock.connect((HOST, port))
-        self.buffer = bytearray()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.sock.close()
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def _fill(self) -> None:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise EOFError(f"connection closed; unparsed: {bytes(self.buffer[:200])!r}")
-        self.buffer += chunk
-
-    def _take_until(self, marker: bytes) -> bytes:
-        while (end := self.buffer.find(marker)) < 0:
-            self._fill()
-        data = bytes(self.buffer[:end])
-        del self.buffer[: end + len(marker)]
-        return data
-
-    def _take(self, size: int) -> bytes:
-        while len(self.buffer) < size:
-            self._fill()
-        data = bytes(self.buffer[:size])
-        del self.buffer[:size]
-        return data
-
-    def response(self, *, head: bool = False) -> HttpResponse:
-        interim: list[int] = []
-        while True:
-            lines = self._take_until(b"\r\n\r\n").decode("latin-1").split("\r\n")
-            status = int(lines[0].split(" ", 2)[1])
-            headers: dict[str, str] = {}
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-            if 100 <= status < 200:
-                interim.append(status)
-                continue
-            break
-        if head or status in (204, 304):
-            body = b""
-        elif "content-length" in headers:
-            body = self._take(int(headers["content-length"]))
-        elif headers.get("transfer-encoding", "").lower() == "chunked":
-            parts = []
-            while True:
-                size = int(self._take_until(b"\r\n").split(b";")[0], 16)
-                if size == 0:
-                    self._take_until(b"\r\n")
-                    break
-                parts.append(self._take(size))
-                self._take(2)
-            body = b"".join(parts)
-        else:
-            body = self.read_to_eof()
-        return HttpResponse(status, headers, body, interim)
-
-    def read_to_eof(self) -> bytes:
-        while True:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                data = bytes(self.buffer)
-                self.buffer.clear()
-                return data
-            self.buffer += chunk
-
-    def at_eof(self, timeout: float) -> bool:
-        """True if the server closed (a FIN) within `timeout`; False if it is still open.
-
-        Data arriving instead fails the test; a reset raises ConnectionResetError.
-        """
-        assert not self.buffer, f"unread data before EOF: {bytes(self.buffer[:200])!r}"
-        self.sock.settimeout(timeout)
-        try:
-            chunk = self.sock.recv(65536)
-        except TimeoutError:
-            return False
-        assert chunk == b"", f"expected EOF, got {chunk[:200]!r}"
-        return True
-
-    def readable(self, timeout: float) -> bool:
-        if self.buffer:
-            return True
-        return bool(select.select([self.sock], [], [], timeout)[0])
+# ---- Requests as bytes, and waiting on the server.
 
 
 def head(method: str, path: str, **headers: str | int) -> bytes:
@@ -212,7 +96,7 @@ async def ok(request: Request) -> str:
     return "ok"
 
 
-def send_body_watching(client: Client, total: int) -> int:
+def send_body_watching(client: WireClient, total: int) -> int:
     """Send `total` body bytes as fast as the server takes them; return how many had been
     sent when a response first became readable (-1: not before the last byte was sent)."""
     piece = b"x" * 65536
@@ -228,7 +112,7 @@ def send_body_watching(client: Client, total: int) -> int:
     return readable_at
 
 
-# ---- 1, 2: an early response to an upload still being sent.
+# ---- An early response to an upload still being sent.
 
 
 @pytest.mark.parametrize("suspends", [False, True], ids=["answers-at-once", "suspends"])
@@ -240,7 +124,7 @@ def test_early_400_arrives_while_the_upload_is_still_being_sent(suspends: bool) 
             await asyncio.sleep(0.01)
         return Response(b"bad upload", status=400)
 
-    with serve(reject) as server, Client(server.port, timeout=10) as client:
+    with serve(reject) as server, WireClient(server.port, timeout=10) as client:
         client.send(head("POST", "/upload", content_length=total))
         readable_at = send_body_watching(client, total)
         # The 400 was there to read while megabytes of the upload were still unsent (a
@@ -271,7 +155,7 @@ def test_early_400_then_the_connection_serves_the_next_request() -> None:
 
     with (
         serve(app, max_drain_size=16 * MIB, drain_timeout=5) as server,
-        Client(server.port, timeout=10) as client,
+        WireClient(server.port, timeout=10) as client,
     ):
         client.send(head("POST", "/upload", content_length=total))
         readable_at = send_body_watching(client, total)
@@ -287,7 +171,7 @@ def test_early_400_then_the_connection_serves_the_next_request() -> None:
     assert metrics["requests_total"] == 2
 
 
-# ---- 3: many early rejections on one connection keep it.
+# ---- Many early rejections on one connection keep it.
 
 
 def test_500_early_rejections_keep_the_connection() -> None:
@@ -295,7 +179,7 @@ def test_500_early_rejections_keep_the_connection() -> None:
         return Response(b"no", status=401)
 
     body = b"b" * 4096
-    with serve(unauthorized) as server, Client(server.port) as client:
+    with serve(unauthorized) as server, WireClient(server.port) as client:
         for i in range(500):
             client.send(request("POST", f"/upload/{i}", body))
             response = client.response()
@@ -307,12 +191,12 @@ def test_500_early_rejections_keep_the_connection() -> None:
     assert metrics["drain_closes"] == 0
 
 
-# ---- 4: a stalled body closes at the drain timeout.
+# ---- A stalled body closes at the drain timeout.
 
 
 def test_stalled_unread_body_closes_at_the_drain_timeout() -> None:
     drain_timeout = FAST["drain_timeout"]
-    with serve(ok) as server, Client(server.port) as client:
+    with serve(ok) as server, WireClient(server.port) as client:
         client.send(head("POST", "/", content_length=10_000) + b"x" * 100)
         response = client.response()
         start = time.monotonic()
@@ -330,7 +214,7 @@ def test_stalled_unread_body_closes_at_the_drain_timeout() -> None:
     assert metrics["drained_bodies"] == 0
 
 
-# ---- 5: a request smuggled inside an unread body never runs.
+# ---- A request smuggled inside an unread body never runs.
 
 
 def unread_body(framing: str) -> tuple[bytes, bytes]:
@@ -352,7 +236,7 @@ def test_request_smuggled_in_a_drained_body_never_runs(framing: str, arrival: st
         return "ok"
 
     request_head, body = unread_body(framing)
-    with serve(app) as server, Client(server.port) as client:
+    with serve(app) as server, WireClient(server.port) as client:
         if arrival == "with-the-head":
             client.send(request_head + body)
             first = client.response()
@@ -386,7 +270,7 @@ def test_request_smuggled_in_a_body_that_closes_never_runs(framing: str, why: st
         options["max_drain_size"] = 16
     elif why == "expect-100-never-read":
         request_head = request_head[:-2] + b"Expect: 100-continue\r\n\r\n"
-    with serve(app, **options) as server, Client(server.port) as client:
+    with serve(app, **options) as server, WireClient(server.port) as client:
         if why == "drain-timeout":
             client.send(request_head)
             assert client.response().status == 200
@@ -405,7 +289,7 @@ def test_request_smuggled_in_a_body_that_closes_never_runs(framing: str, why: st
     assert calls == [b"/upload"]
 
 
-# ---- 6, 7: the minimum request body rate.
+# ---- The minimum request body rate.
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
@@ -426,7 +310,7 @@ def test_body_trickled_under_the_minimum_rate_is_cut(framing: str) -> None:
     else:
         request_head = head("POST", "/upload", transfer_encoding="chunked")
         piece = b"14\r\n" + b"x" * 20 + b"\r\n"
-    with serve(upload) as server, Client(server.port) as client:
+    with serve(upload) as server, WireClient(server.port) as client:
         client.send(request_head)
         start = time.monotonic()
         while not client.readable(0.1):  # 20 bytes of body every 0.1 s: 200 B/s
@@ -469,7 +353,7 @@ def test_handler_sleeping_between_reads_is_not_cut(limits: dict[str, Any], size:
             await asyncio.sleep(0.3)
         return str(total)
 
-    with serve(slow_reader, **limits) as server, Client(server.port, timeout=10) as client:
+    with serve(slow_reader, **limits) as server, WireClient(server.port, timeout=10) as client:
         start = time.monotonic()
         client.send(request("POST", "/upload", b"x" * size))  # as fast as it is taken
         response = client.response()
@@ -481,7 +365,7 @@ def test_handler_sleeping_between_reads_is_not_cut(limits: dict[str, Any], size:
     assert metrics["body_rate_aborts"] == 0
 
 
-# ---- 8: the minimum response rate.
+# ---- The minimum response rate.
 
 
 def big_response(kind: str, size: int, tmp_path: Path) -> Handler:
@@ -513,7 +397,7 @@ def test_client_reading_the_response_too_slowly_is_aborted(kind: str, tmp_path: 
         serve(
             big_response(kind, 32 * MIB, tmp_path), min_response_rate=1000, min_rate_grace=grace
         ) as server,
-        Client(server.port, rcvbuf=4096) as client,
+        WireClient(server.port, rcvbuf=4096) as client,
     ):
         client.send(request("GET", "/big"))
         start = time.monotonic()
@@ -539,7 +423,7 @@ def test_client_reading_the_response_at_full_speed_is_not_cut(kind: str, tmp_pat
         serve(
             big_response(kind, size, tmp_path), min_response_rate=1000, min_rate_grace=0.5
         ) as server,
-        Client(server.port, timeout=10) as client,
+        WireClient(server.port, timeout=10) as client,
     ):
         client.send(request("GET", "/big"))
         response = client.response()
@@ -564,7 +448,7 @@ def test_response_still_being_sent_is_not_cut_by_the_keep_alive_timeout(
         serve(
             big_response(kind, size, tmp_path), keep_alive_timeout=0.5, min_response_rate=0
         ) as server,
-        Client(server.port, rcvbuf=65536) as client,
+        WireClient(server.port, rcvbuf=65536) as client,
     ):
         client.send(request("GET", "/big"))
         start = time.monotonic()
@@ -594,7 +478,7 @@ def test_head_not_arriving_in_time_gets_408_and_close(how: str) -> None:
         calls.append(request.target)
         return "ok"
 
-    with serve(app) as server, Client(server.port) as client:
+    with serve(app) as server, WireClient(server.port) as client:
         if how == "partial-head":
             client.send(b"GET /partial HTTP/1.1\r\nHost: x\r\n")
             start = time.monotonic()
@@ -636,7 +520,7 @@ async def maybe_suspending(request: Request) -> str:
 def test_idle_connection_closes_after_the_keep_alive_timeout(path: str) -> None:
     timeout = 0.5
     with serve(maybe_suspending, keep_alive_timeout=timeout) as server:
-        with Client(server.port) as client:
+        with WireClient(server.port) as client:
             client.send(request("GET", path))
             assert client.response().status == 200
             start = time.monotonic()
@@ -659,7 +543,7 @@ def test_idle_connection_closes_after_the_keep_alive_timeout(path: str) -> None:
 )
 def test_partial_head_pipelined_behind_a_request_gets_408(path: str) -> None:
     timeout = FAST["request_headers_timeout"]
-    with serve(maybe_suspending) as server, Client(server.port) as client:
+    with serve(maybe_suspending) as server, WireClient(server.port) as client:
         client.send(request("GET", path) + b"GET /next HTTP/1.1\r\n")
         start = time.monotonic()
         assert client.response().status == 200
@@ -677,7 +561,7 @@ def test_partial_head_pipelined_behind_a_request_gets_408(path: str) -> None:
 
 def test_connection_that_never_sends_closes_after_the_keep_alive_timeout() -> None:
     timeout = 0.5
-    with serve(ok, keep_alive_timeout=timeout) as server, Client(server.port) as client:
+    with serve(ok, keep_alive_timeout=timeout) as server, WireClient(server.port) as client:
         start = time.monotonic()
         assert client.at_eof(timeout + SLACK + 1)
         elapsed = time.monotonic() - start
@@ -697,7 +581,7 @@ def test_busy_connection_is_not_closed_by_the_keep_alive_timeout() -> None:
             await asyncio.sleep(0.8)
         return "ok"
 
-    with serve(app, keep_alive_timeout=0.5) as server, Client(server.port) as client:
+    with serve(app, keep_alive_timeout=0.5) as server, WireClient(server.port) as client:
         for _ in range(5):
             client.send(request("GET", "/"))
             assert client.response().status == 200
@@ -720,15 +604,15 @@ def test_100_continue_is_sent_only_when_the_handler_reads() -> None:
         return Response(b"denied", status=401)
 
     with serve(app) as server:
-        with Client(server.port) as client:
+        with WireClient(server.port) as client:
             client.send(head("POST", "/read", content_length=5, expect="100-continue"))
             assert not client.readable(0.15), "a 100 before the handler read the body"
-            interim = client._take_until(b"\r\n\r\n")
-            assert interim == b"HTTP/1.1 100 Continue"
+            interim = client.response(interim=True)
+            assert (interim.status, interim.reason, interim.headers) == (100, "Continue", [])
             client.send(b"hello")
             response = client.response()
             assert (response.status, response.body, response.closes) == (200, b"hello", False)
-        with Client(server.port) as client:
+        with WireClient(server.port) as client:
             client.send(head("POST", "/deny", content_length=5, expect="100-continue"))
             response = client.response()
             # No 100 ever: the handler did not read. The client may or may not send the
@@ -743,12 +627,12 @@ def test_100_continue_is_sent_only_when_the_handler_reads() -> None:
 
 def test_max_connections_holds_the_next_connection_until_one_closes() -> None:
     with serve(ok, max_connections=2) as server:
-        first, second = Client(server.port), Client(server.port)
+        first, second = WireClient(server.port), WireClient(server.port)
         with first, second:
             for client in (first, second):
                 client.send(request("GET", "/"))
                 assert client.response().status == 200
-            with Client(server.port) as third:  # the kernel accepts it into the backlog
+            with WireClient(server.port) as third:  # the kernel accepts it into the backlog
                 third.send(request("GET", "/"))
                 assert not third.readable(0.5), "served beyond max_connections"
                 assert server.metrics()["connections_active"] == 2
@@ -772,7 +656,7 @@ def test_metrics_snapshot_counts_what_happened() -> None:
         return "ok"
 
     with serve(app) as server:
-        with Client(server.port) as client:
+        with WireClient(server.port) as client:
             for _ in range(3):
                 client.send(request("GET", "/"))
                 assert client.response().status == 200
@@ -783,7 +667,7 @@ def test_metrics_snapshot_counts_what_happened() -> None:
             metrics = server.metrics()
             assert metrics["connections_active"] == 1
             assert metrics["requests_active"] == 0
-        with Client(server.port) as client:
+        with WireClient(server.port) as client:
             client.send(b"BAD LINE\r\n\r\n")
             assert client.response().status == 400
         wait_for(all_closed(server), 2, "the connections to close")
@@ -801,7 +685,7 @@ def test_metrics_snapshot_counts_what_happened() -> None:
 
 def test_connections_rejected_counts_refused_requests() -> None:
     with serve(ok) as server:
-        with Client(server.port) as client:
+        with WireClient(server.port) as client:
             client.send(b"BAD LINE\r\n\r\n")
             assert client.response().status == 400
         wait_for(all_closed(server), 2, "the connection to close")
@@ -811,13 +695,14 @@ def test_connections_rejected_counts_refused_requests() -> None:
 
 
 def test_metrics_path_serves_prometheus_text() -> None:
-    with serve(ok, metrics_path="/metrics") as server, Client(server.port) as client:
+    with serve(ok, metrics_path="/metrics") as server, WireClient(server.port) as client:
         client.send(request("GET", "/"))
         assert client.response().status == 200
         client.send(request("GET", "/metrics"))
         response = client.response()
     assert response.status == 200
-    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    content_type = response.header("content-type")
+    assert content_type is not None and content_type.startswith("text/plain; version=0.0.4")
     values: dict[str, float] = {}
     for line in response.body.decode().splitlines():
         if line.startswith("#"):
@@ -835,6 +720,8 @@ def test_metrics_path_serves_prometheus_text() -> None:
         "kestrel_body_rate_aborts_total",
         "kestrel_response_rate_aborts_total",
         "kestrel_headers_timeouts_total",
+        "kestrel_responses_total",
+        "kestrel_accept_pauses_total",
     }
 
 
@@ -849,10 +736,10 @@ def test_every_connection_end_is_counted_exactly_once() -> None:
         contextlib.ExitStack() as stack,
         serve(app, keep_alive_timeout=0.5, max_drain_size=1024, graceful_timeout=0.3) as server,
     ):
-        clients: list[Client] = []
+        clients: list[WireClient] = []
 
-        def connect(data: bytes = b"") -> Client:
-            client = stack.enter_context(Client(server.port))
+        def connect(data: bytes = b"") -> WireClient:
+            client = stack.enter_context(WireClient(server.port))
             clients.append(client)
             if data:
                 client.send(data)
@@ -901,10 +788,10 @@ def test_every_connection_end_is_counted_exactly_once() -> None:
 
 def test_client_closing_is_counted_as_client_closed() -> None:
     with serve(ok) as server:
-        with Client(server.port) as client:
+        with WireClient(server.port) as client:
             client.send(request("GET", "/"))
             assert client.response().status == 200
-        with Client(server.port):
+        with WireClient(server.port):
             pass
         # Both accepted (the second may still be in the backlog) and both closed.
         wait_for(
@@ -932,7 +819,7 @@ async def answers_at_once_or_suspends(request: Request) -> Response:
 )
 def test_response_says_close_when_the_unread_body_is_over_the_drain_budget(path: str) -> None:
     with serve(answers_at_once_or_suspends, max_drain_size=1024) as server:
-        with Client(server.port) as client:
+        with WireClient(server.port) as client:
             client.send(head("POST", path, content_length=4096) + b"x" * 100)
             response = client.response()
             assert response.status == 400

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 from processes import cli_server
-from test_contract import PROMETHEUS_LINE, Client, request
+from test_contract import PROMETHEUS_LINE, request
+from wire import WireClient
 
 from kestrel.cli import build_parser, main
 from kestrel.config import Limits
@@ -125,7 +126,7 @@ def cli_process(tmp_path: Path, *args: str) -> Iterator[tuple[subprocess.Popen[s
         yield started
 
 
-def prometheus(client: Client) -> dict[str, float]:
+def prometheus(client: WireClient) -> dict[str, float]:
     client.send(request("GET", "/metrics"))
     response = client.response()
     assert response.status == 200
@@ -151,10 +152,10 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(tmp_path: Path) -
             "10",
             "--no-access-log",
         ) as (process, port),
-        Client(port) as idle,
-        Client(port) as slow,
-        Client(port) as partial,
-        Client(port) as observer,
+        WireClient(port) as idle,
+        WireClient(port) as slow,
+        WireClient(port) as partial,
+        WireClient(port) as observer,
     ):
         idle.send(request("GET", "/"))
         assert idle.response().body == b"hi"
@@ -189,7 +190,7 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(tmp_path: Path) -
 
 def test_metrics_path_from_the_command_line(tmp_path: Path) -> None:
     with cli_process(tmp_path, "--metrics-path", "/metrics") as (process, port):
-        with Client(port) as client:
+        with WireClient(port) as client:
             client.send(request("GET", "/"))
             assert client.response().status == 200
             values = prometheus(client)

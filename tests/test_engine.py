@@ -1,4 +1,5 @@
-"""The engine (issue #3) over real loopback sockets.
+"""The engine over real loopback sockets: responses and the headers it adds, keep-alive,
+pipelining, HEAD, bodies, asyncio in handlers, errors, serve_in_thread and the CLI.
 
 Clients are http.client, httpx and curl, plus raw sockets wherever the exact bytes on the wire
 matter (pipelining, framing errors, half-closes). Every server runs in a thread through
@@ -18,7 +19,6 @@ import os
 import re
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -33,6 +33,8 @@ from typing import Any
 import httpx
 import processes
 import pytest
+import wire
+from wire import Exchange, ResponseParser, WireClient, WireResponse
 
 from kestrel import ClientDisconnect, Response, Server, serve_in_thread
 from kestrel._core import BodyConsumedError, Request
@@ -46,120 +48,45 @@ App = Callable[[Request], Awaitable[Any]]
 # ---- Raw HTTP over a socket: send exact bytes, split what comes back into responses.
 
 
-@dataclass
-class RawResponse:
-    status: int
-    reason: str
-    headers: list[tuple[str, str]]  # (lowercased name, value), in order
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        values = [value for key, value in self.headers if key == name]
-        assert len(values) <= 1, f"{name} sent {len(values)} times: {self.headers}"
-        return values[0] if values else None
-
-
-def take_response(data: bytes, method: str = "GET") -> tuple[RawResponse, bytes] | None:
-    """The first complete response in data and what follows it, or None if incomplete."""
-    end = data.find(b"\r\n\r\n")
-    if end < 0:
-        return None
-    status_line, *header_lines = data[:end].decode("latin-1").split("\r\n")
-    version, status, reason = [*status_line.split(" ", 2), "", ""][:3]
-    assert version == "HTTP/1.1", status_line
-    headers = []
-    for line in header_lines:
-        name, colon, value = line.partition(":")
-        assert colon and name == name.strip(), f"malformed header line {line!r}"
-        headers.append((name.lower(), value.strip()))
-    response = RawResponse(int(status), reason, headers, b"")
-    rest = data[end + 4 :]
-    length = 0
+def sized(response: WireResponse, method: str = "GET") -> WireResponse:
+    """`response`, which must carry a Content-Length if it has a body: every body these
+    tests read raw is one whose size the engine knows, which it frames with a length."""
     if method != "HEAD" and response.status >= 200 and response.status not in (204, 304):
-        content_length = response.header("content-length")
-        assert content_length is not None, f"no content-length: {headers}"
-        length = int(content_length)
-    if len(rest) < length:
-        return None
-    response.body = rest[:length]
-    return response, rest[length:]
+        assert response.header("content-length") is not None, f"no content-length: {response}"
+    return response
 
 
-def split_responses(data: bytes, methods: Sequence[str] = ()) -> list[RawResponse]:
-    """Every response in data, which must hold only complete responses.
-
-    methods[i] is the method of the i-th request (HEAD responses have no body); GET by default.
-    """
-    responses: list[RawResponse] = []
-    while data:
-        method = methods[len(responses)] if len(responses) < len(methods) else "GET"
-        taken = take_response(data, method)
-        assert taken is not None, f"incomplete response after {len(responses)}: {data[:300]!r}"
-        response, data = taken
-        responses.append(response)
-    return responses
-
-
-class RawConnection:
-    """A client socket that sends bytes as given and reads responses one at a time."""
+class RawConnection(WireClient):
+    """A WireClient whose responses must carry a Content-Length (see sized())."""
 
     def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S)
-        self.buffer = b""
+        super().__init__(port, timeout=TIMEOUT_S)
 
     def __enter__(self) -> RawConnection:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.sock.close()
-
-    @property
-    def local_port(self) -> int:
-        port: int = self.sock.getsockname()[1]
-        return port
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def recv(self) -> bytes:
-        try:
-            return self.sock.recv(65536)
-        except TimeoutError:
-            raise AssertionError(
-                f"nothing from the server for {TIMEOUT_S} s; have {self.buffer[:300]!r}"
-            ) from None
-
-    def read_response(self, method: str = "GET") -> RawResponse:
-        while True:
-            taken = take_response(self.buffer, method)
-            if taken is not None:
-                response, self.buffer = taken
-                return response
-            chunk = self.recv()
-            if not chunk:
-                raise AssertionError(f"connection closed mid-response: {self.buffer[:300]!r}")
-            self.buffer += chunk
-
-    def read_until_eof(self) -> bytes:
-        """Everything up to the server's close (fails the test if it does not close)."""
-        data, self.buffer = self.buffer, b""
-        while chunk := self.recv():
-            data += chunk
-        return data
-
-    def reset(self) -> None:
-        """Close with an RST instead of a FIN."""
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.sock.close()
+    def response(self, method: str = "GET", *, interim: bool = False) -> WireResponse:
+        return sized(super().response(method, interim=interim), method)
 
 
-def exchange(port: int, data: bytes, *, half_close: bool = False) -> bytes:
-    """Send data on a new connection and return all the server sends until it closes."""
-    with RawConnection(port) as connection:
-        connection.send(data)
-        if half_close:
-            connection.sock.shutdown(socket.SHUT_WR)
-        return connection.read_until_eof()
+def split_responses(data: Exchange | bytes, methods: Sequence[str] = ()) -> list[WireResponse]:
+    """Every response in what the server sent until it closed (an Exchange, or the bytes of
+    RawConnection.read_to_eof()), which must hold only complete, sized responses.
+
+    methods[i] is the method of the i-th request (HEAD responses have no body); GET by default.
+    """
+    received = data if isinstance(data, Exchange) else Exchange(data, closed=True, reset=False)
+    found = wire.split_responses(received, methods)
+    return [sized(r, methods[i] if i < len(methods) else "GET") for i, r in enumerate(found)]
+
+
+def exchange(port: int, data: bytes, *, half_close: bool = False) -> Exchange:
+    """Send data on a new connection and take all the server sends until it closes (which
+    it must, with a FIN, within TIMEOUT_S of quiet)."""
+    received = wire.exchange(port, data, wait=TIMEOUT_S, half_close=half_close)
+    assert received.closed, f"nothing from the server for {TIMEOUT_S} s: {received.raw[:300]!r}"
+    assert not received.reset, f"reset instead of closed: {received.raw[:300]!r}"
+    return received
 
 
 def get_request(path: str = "/", *headers: str, version: str = "1.1") -> bytes:
@@ -266,7 +193,7 @@ def test_result_types_map_to_responses() -> None:
         connection.send(
             b"".join(get_request(path) for path in ["/str", "/none", "/response", "/dict-headers"])
         )
-        text, empty, made, dict_headers = (connection.read_response() for _ in range(4))
+        text, empty, made, dict_headers = (connection.response() for _ in range(4))
     assert (text.status, text.body) == (200, "héllo".encode())
     assert text.header("content-type") == "text/plain; charset=utf-8"
     assert empty.status == 204
@@ -295,7 +222,7 @@ def test_request_attributes_reach_the_handler() -> None:
         connection.send(
             b"DELETE /a%20b/c?q=%2F&x HTTP/1.1\r\nHost: test\r\nX-Mixed-Case: Some Value\r\n\r\n"
         )
-        seen = json.loads(connection.read_response().body)
+        seen = json.loads(connection.response().body)
         local_port = connection.local_port
     assert seen == {
         "method": "DELETE",
@@ -334,7 +261,7 @@ def test_date_is_formatted_per_heartbeat_not_per_request(monkeypatch: pytest.Mon
         dates: list[str] = []
         for _ in range(200):
             connection.send(get_request())
-            date = connection.read_response().header("date")
+            date = connection.response().header("date")
             assert date is not None
             dates.append(date)
         elapsed = time.monotonic() - started
@@ -365,19 +292,19 @@ def test_keep_alive_serves_many_requests_on_one_connection() -> None:
                 local_ports.add(connection.sock.getsockname()[1])
         finally:
             connection.close()
-        stats = server.stats()
+        metrics = server.metrics()
     assert len(local_ports) == 1
-    assert stats["connections_total"] == 1
-    assert stats["requests_total"] == 50
+    assert metrics["connections_total"] == 1
+    assert metrics["requests_total"] == 50
 
 
 def test_httpx_client_keeps_its_connection_alive() -> None:
     with serve_in_thread(echo_target) as server:
         with httpx.Client(base_url=server.url, timeout=TIMEOUT_S) as client:
             bodies = [client.get(f"/x/{i}").content for i in range(20)]
-        stats = server.stats()
+        metrics = server.metrics()
     assert bodies == [f"/x/{i}".encode() for i in range(20)]
-    assert stats["connections_total"] == 1
+    assert metrics["connections_total"] == 1
 
 
 def test_http10_closes_by_default() -> None:
@@ -392,12 +319,12 @@ def test_http10_stays_open_with_keep_alive() -> None:
     with serve_in_thread(echo_target) as server, RawConnection(server.port) as connection:
         for path in ("/one", "/two", "/three"):
             connection.send(get_request(path, "Connection: keep-alive", version="1.0"))
-            response = connection.read_response()
+            response = connection.response()
             assert (response.status, response.body) == (200, path.encode())
             assert response.header("connection") == "keep-alive"
         # Still open: a 1.0 request without keep-alive is answered, then the server closes.
         connection.send(get_request("/last", version="1.0"))
-        [last] = split_responses(connection.read_until_eof())
+        [last] = split_responses(connection.read_to_eof())
     assert last.body == b"/last"
     assert last.header("connection") == "close"
 
@@ -406,11 +333,11 @@ def test_connection_close_is_honoured() -> None:
     with serve_in_thread(echo_target) as server:
         with RawConnection(server.port) as connection:
             connection.send(get_request("/a"))
-            assert connection.read_response().header("connection") is None
+            assert connection.response().header("connection") is None
             connection.send(get_request("/bye", "Connection: close"))
-            response = connection.read_response()
+            response = connection.response()
             assert response.header("connection") == "close"
-            assert connection.read_until_eof() == b""  # the server closed after it
+            assert connection.read_to_eof() == b""  # the server closed after it
         reply = http_request(server.port, "/bye", headers={"Connection": "close"})
         assert reply.headers["Connection"] == "close"
     assert response.body == b"/bye"
@@ -462,7 +389,7 @@ def test_pipelined_requests_split_at_every_kind_of_boundary() -> None:
         for start in range(0, len(pipeline), 7):
             connection.send(pipeline[start : start + 7])
             time.sleep(0.001)
-        responses = split_responses(connection.read_until_eof())
+        responses = split_responses(connection.read_to_eof())
     assert [response.body for response in responses] == [
         b"/a:",
         b"/b:body-of-b",
@@ -488,11 +415,11 @@ def test_bytes_after_connection_close_are_never_processed(suspends: bool) -> Non
     )
     with serve_in_thread(app) as server:
         data = exchange(server.port, pipeline)
-        stats = server.stats()
+        metrics = server.metrics()
     [response] = split_responses(data)
     assert response.body == b"/first"
     assert calls == [b"/first"]
-    assert stats["requests_total"] == 1
+    assert metrics["requests_total"] == 1
 
 
 @pytest.mark.parametrize("suspends", [False, True], ids=["sync", "async"])
@@ -534,8 +461,8 @@ def test_head_sends_the_get_headers_and_no_body() -> None:
             # HEAD then GET on one connection: the GET response must start right after the
             # HEAD's header section, which proves no body byte was sent for the HEAD.
             connection.send(b"HEAD / HTTP/1.1\r\nHost: test\r\n\r\n" + get_request("/"))
-            head = connection.read_response("HEAD")
-            get = connection.read_response("GET")
+            head = connection.response("HEAD")
+            get = connection.response("GET")
         reply = http_request(server.port, method="HEAD")
     assert head.status == 200
     assert head.header("content-length") == str(len(body))
@@ -584,9 +511,9 @@ def test_chunked_upload_over_a_raw_socket() -> None:
     )
     with serve_in_thread(app) as server, RawConnection(server.port) as connection:
         connection.send(upload)
-        response = connection.read_response()
+        response = connection.response()
         connection.send(get_request("/next"))  # the connection is still in step
-        after = connection.read_response()
+        after = connection.response()
     assert response.status == 200
     assert response.body == b"2:hello chunked" + b" world" * 1000
     assert after.status == 200
@@ -636,7 +563,7 @@ def test_stream_yields_data_before_the_client_has_finished(framing: str) -> None
         # The rest is sent only once the handler has seen the first part.
         wait_for(first_chunk_seen, "the handler to see the first part of the body")
         connection.send(part_two)
-        response = connection.read_response()
+        response = connection.response()
     assert response.body == first + second
 
 
@@ -664,7 +591,7 @@ def test_a_second_full_read_raises_body_consumed_error() -> None:
     with serve_in_thread(app) as server, RawConnection(server.port) as connection:
         connection.send(post_request("/stream-then-body", b"x" * 10))
         connection.send(post_request("/body-then-stream", b"x" * 10))
-        streamed, bodied = connection.read_response(), connection.read_response()
+        streamed, bodied = connection.response(), connection.response()
     error = "BodyConsumedError: the request body was already read"
     assert streamed.body.decode() == f"{error} | {error}"
     assert bodied.body.decode() == f"body 10 | body again 10 | {error}"
@@ -726,12 +653,12 @@ def test_an_unread_body_is_discarded_and_never_parsed_as_a_request() -> None:
     with serve_in_thread(app) as server, RawConnection(server.port) as connection:
         # The whole body is there when the handler returns...
         connection.send(post_request("/ignore", smuggled) + get_request("/next"))
-        first, second = connection.read_response(), connection.read_response()
+        first, second = connection.response(), connection.response()
         # ...or it arrives only after the response went out.
         connection.send(post_request("/late", smuggled)[: -len(smuggled)])
-        late = connection.read_response()
+        late = connection.response()
         connection.send(smuggled + get_request("/last"))
-        last = connection.read_response()
+        last = connection.response()
     assert [first.body, second.body, late.body, last.body] == [
         b"answered /ignore",
         b"answered /next",
@@ -750,8 +677,8 @@ def test_large_response_is_delivered_whole() -> None:
     with serve_in_thread(app) as server, RawConnection(server.port) as connection:
         connection.send(get_request("/") + get_request("/"))
         time.sleep(0.2)  # let the server fill the socket and queue the rest
-        assert connection.read_response().body == body
-        assert connection.read_response().body == body
+        assert connection.response().body == body
+        assert connection.response().body == body
 
 
 def test_large_response_survives_the_client_half_closing() -> None:
@@ -764,7 +691,7 @@ def test_large_response_survives_the_client_half_closing() -> None:
         connection.send(get_request("/"))
         connection.sock.shutdown(socket.SHUT_WR)
         time.sleep(0.2)  # the FIN arrives while most of the response is still queued
-        data = connection.read_until_eof()
+        data = connection.read_to_eof()
     assert len(data) > len(body)
     [response] = split_responses(data)
     assert response.body == body
@@ -1077,7 +1004,7 @@ def test_handlers_on_different_connections_run_concurrently() -> None:
         waiter.send(get_request("/wait"))
         wait_for(waiting, "the first handler to suspend")
         releaser = http_request(server.port, "/release")
-        released = waiter.read_response()
+        released = waiter.response()
     assert releaser.body == b"released the other"
     assert released.body == b"released"
 
@@ -1103,9 +1030,9 @@ def test_handler_exception_is_a_500_and_is_logged(
     with caplog.at_level("ERROR", logger="kestrel.error"), serve_in_thread(app) as server:
         with RawConnection(server.port) as connection:
             connection.send(get_request("/boom"))
-            failed = connection.read_response()
+            failed = connection.response()
             connection.send(get_request("/same-connection"))
-            same_connection = connection.read_response()
+            same_connection = connection.response()
         new_connection = http_request(server.port, "/new-connection")
     assert failed.status == 500
     assert failed.body == b"Internal Server Error"
@@ -1165,13 +1092,13 @@ def test_rejected_requests_get_a_status_and_a_close(request_bytes: bytes, status
     with serve_in_thread(app) as server:
         # A valid request first, and one pipelined behind the bad one that must not run.
         data = exchange(server.port, get_request("/ok") + request_bytes + get_request("/after"))
-        stats = server.stats()
+        metrics = server.metrics()
     ok, rejected = split_responses(data)  # exchange() returning means the server closed
     assert ok.body == b"handled"
     assert rejected.status == status
     assert rejected.header("connection") == "close"
     assert calls == [b"/ok"]
-    assert sum(stats["rejections"].values()) == 1
+    assert sum(metrics["rejections"].values()) == 1
 
 
 def test_a_tls_client_hello_is_refused_at_its_first_byte() -> None:
@@ -1196,7 +1123,7 @@ def test_many_concurrent_connections_all_succeed() -> None:
     with serve_in_thread(echo_target) as server:
         all_connected = threading.Barrier(
             clients,
-            action=lambda: peak.append(server.stats()["connections_active"]),
+            action=lambda: peak.append(server.metrics()["connections_active"]),
             timeout=30,
         )
 
@@ -1222,11 +1149,11 @@ def test_many_concurrent_connections_all_succeed() -> None:
             thread.start()
         for thread in threads:
             thread.join(60)
-        stats = server.stats()
+        metrics = server.metrics()
     assert errors == []
     assert peak == [clients]
-    assert stats["connections_total"] == clients
-    assert stats["responses_total"] == clients * requests_each
+    assert metrics["connections_total"] == clients
+    assert metrics["responses_total"] == clients * requests_each
 
 
 # ---- serve_in_thread.
@@ -1251,9 +1178,9 @@ def test_leaving_the_with_block_stops_the_server_and_frees_the_port() -> None:
         # Leave a keep-alive connection open: stopping must close it too.
         idle = RawConnection(port)
         idle.send(get_request("/"))
-        idle.read_response()
+        idle.response()
     try:
-        assert idle.read_until_eof() == b""
+        assert idle.read_to_eof() == b""
     finally:
         idle.sock.close()
     assert kestrel_threads() == []
@@ -1353,7 +1280,7 @@ def test_cli_bad_arguments_exit_with_a_clear_message(args: list[str], message: s
 # ---- curl.
 
 
-def curl(*args: str, data: bytes | None = None) -> tuple[RawResponse, bytes]:
+def curl(*args: str, data: bytes | None = None) -> tuple[WireResponse, bytes]:
     """Run curl and return (response head, body); the head goes to stdout via -D - or -I."""
     dump_head = [] if "-I" in args else ["-D", "-"]
     result = subprocess.run(
@@ -1364,9 +1291,11 @@ def curl(*args: str, data: bytes | None = None) -> tuple[RawResponse, bytes]:
     )
     assert result.returncode == 0, result.stderr
     head, _, body = result.stdout.partition(b"\r\n\r\n")
-    taken = take_response(head + b"\r\n\r\n", "HEAD")
-    assert taken is not None
-    return taken[0], body
+    parser = ResponseParser()
+    parser.receive(head + b"\r\n\r\n")
+    response = parser.next_response("HEAD")
+    assert response is not None
+    return response, body
 
 
 def test_curl_get_post_and_head() -> None:
@@ -1404,14 +1333,14 @@ def test_curl_reuses_the_connection_for_several_urls() -> None:
             capture_output=True,
             timeout=20,
         )
-        stats = server.stats()
+        metrics = server.metrics()
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode().splitlines() == [
         "/1 connects=1",
         "/2 connects=0",
         "/3 connects=0",
     ]
-    assert stats["connections_total"] == 1
+    assert metrics["connections_total"] == 1
 
 
 def test_max_request_body_size_is_applied_before_the_body_is_read() -> None:

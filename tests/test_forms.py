@@ -69,7 +69,9 @@ def make_app() -> App:
 
     @app.post("/strict")
     async def strict(request: Request) -> Any:
-        parsed = await parse_form(request, max_fields=2, max_files=1, max_part_size=10)
+        parsed = await parse_form(
+            request.headers, request.stream(), max_fields=2, max_files=1, max_part_size=10
+        )
         try:
             return {"items": await describe(parsed)}
         finally:

@@ -25,7 +25,6 @@ import httpx
 import pytest
 
 from kestrel import App, FileResponse, Request, Response, StreamingResponse, serve_in_thread
-from kestrel.app import AnyResponse
 from kestrel.datastructures import Headers
 from kestrel.middleware import (
     CORSMiddleware,
@@ -37,6 +36,7 @@ from kestrel.middleware import (
     gzip_stream,
 )
 from kestrel.testing import TestClient, TestResponse
+from kestrel.types import AnyResponse
 
 TIMEOUT_S = 10.0
 BIG_TEXT = "".join(f"line {i}: the quick brown fox jumps over the lazy dog\n" for i in range(40))

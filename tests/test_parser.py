@@ -1181,7 +1181,8 @@ DOCUMENTED_STATUS = {
     R.MISSING_CHUNK_DATA_TERMINATOR: 400,
     R.BODY_TOO_LARGE: 413,
     R.INCOMPLETE_MESSAGE: 400,
-    # Not the parser's: the engine's request contract (issue #5) answers these.
+    # Not the parser's: the engine's request contract (its headers and body-rate deadlines)
+    # answers these.
     R.REQUEST_HEADERS_TIMEOUT: 408,
     R.REQUEST_BODY_TIMEOUT: 408,
 }

@@ -14,7 +14,6 @@ import http.client
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from wire import exchange
 
 import kestrel
 import kestrel.request
@@ -797,20 +797,6 @@ def test_file_response_curl_range(file_server: tuple[kestrel.Server, Path], tmp_
 # ---- Framing the engine must never get wrong on a kept-alive connection.
 
 
-def _raw_exchange(port: int, payload: bytes, wait: float = 1.0) -> bytes:
-    """Send raw bytes, then read until the server closes (or resets: an abort) or `wait`
-    passes without data."""
-    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
-        sock.sendall(payload)
-        received = b""
-        try:
-            while chunk := sock.recv(65536):
-                received += chunk
-        except (TimeoutError, ConnectionResetError):
-            pass
-        return received
-
-
 def test_no_body_is_sent_with_204_or_304() -> None:
     app = App()
 
@@ -824,11 +810,11 @@ def test_no_body_is_sent_with_204_or_304() -> None:
 
     with serve_in_thread(app, port=0) as server:
         for status in (204, 304):
-            raw = _raw_exchange(
+            raw = exchange(
                 server.port,
                 f"GET /{status} HTTP/1.1\r\nHost: t\r\n\r\nGET /next HTTP/1.1\r\nHost: t\r\n"
                 "Connection: close\r\n\r\n".encode(),
-            )
+            ).raw
             first, _, rest = raw.partition(b"\r\n\r\n")
             assert first.startswith(f"HTTP/1.1 {status} ".encode())
             assert b"content-length" not in first.lower()
@@ -856,12 +842,12 @@ def test_streaming_response_held_to_its_declared_length(caplog: pytest.LogCaptur
     request = "GET {} HTTP/1.1\r\nHost: t\r\n\r\nGET /exact HTTP/1.1\r\nHost: t\r\n\r\n"
     with serve_in_thread(app, port=0) as server, caplog.at_level(logging.ERROR):
         for path in ("/long", "/short"):
-            raw = _raw_exchange(server.port, request.format(path).encode())
+            raw = exchange(server.port, request.format(path).encode()).raw
             # The connection is aborted: the excess never goes out, and the pipelined
             # request behind it is not answered on a connection whose framing broke.
             assert b"forged" not in raw
             assert raw.count(b"HTTP/1.1 200 OK") == 1
-        raw = _raw_exchange(server.port, request.format("/exact").encode())
+        raw = exchange(server.port, request.format("/exact").encode()).raw
         assert raw.count(b"HTTP/1.1 200 OK") == 2 and raw.endswith(b"abc")
     assert (
         sum(
