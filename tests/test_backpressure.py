@@ -9,16 +9,26 @@ must wait, and the blocks the connection holds must stay near max_response_buffe
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import socket
+import statistics
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
+from processes import free_port, wait_until_listening
 
 from kestrel import StreamingResponse, serve_in_thread
 from kestrel._core import Request
 
 MIB = 1 << 20
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def rss_bytes() -> int:
@@ -159,3 +169,181 @@ def test_body_over_the_limit_while_reading_is_a_413() -> None:
         response.startswith(b"HTTP/1.1 413 ")
     )
     assert b"connection: close\r\n" in response
+
+
+# ---- Stalled downloads against a real server process: its RSS is its own.
+
+STALL_CLIENTS = 16
+STALL_PIECES = 1024  # 64 KiB each: 64 MiB per client
+STALL_RCVBUF = 16 * 1024
+STALL_GROWTH_LIMIT = 24 * MIB
+STALL_SEND_Q_LIMIT = 256 * 1024
+STALL_TIMEOUT = 30.0  # for every connection's Send-Q to stop growing; bytes, not time, decide
+
+STALL_APP = """
+from kestrel import App, Response, StreamingResponse
+
+PIECE = b"x" * 65536
+app = App()
+
+
+@app.get("/")
+async def hello(request):
+    return Response(b"hello", content_type="text/plain")
+
+
+@app.get("/stream")
+async def stream(request):
+    pieces = int(request.query.get("pieces", "{pieces}"))
+
+    async def body():
+        for _ in range(pieces):
+            yield PIECE
+
+    return StreamingResponse(body(), content_type="application/octet-stream")
+""".replace("{pieces}", str(STALL_PIECES))
+
+
+def process_rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS in /proc/{pid}/status")
+
+
+def settled_rss(pid: int, samples: int = 5, interval: float = 0.1) -> int:
+    """Median of a few samples, so that one allocation in flight does not decide."""
+    got = []
+    for _ in range(samples):
+        got.append(process_rss(pid))
+        time.sleep(interval)
+    return int(statistics.median(got))
+
+
+def established_send_queues(port: int) -> list[int]:
+    """Send-Q of every established TCP socket on the server's side of `port`."""
+    lines = subprocess.run(
+        ["ss", "-tnH", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=10,
+    ).stdout.splitlines()
+    # With a state filter ss prints no State column: Recv-Q Send-Q Local Peer.
+    return [int(line.split()[1]) for line in lines if line.strip()]
+
+
+def http_get(port: int, target: str) -> bytes:
+    """The whole answer to GET `target` with Connection: close."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % target.encode())
+        data = b""
+        while chunk := sock.recv(1 << 20):
+            data += chunk
+    return data
+
+
+def prometheus_value(port: int, name: str) -> float:
+    data = http_get(port, "/metrics")
+    match = re.search(rb"^" + re.escape(name.encode()) + rb" ([0-9.e+]+)$", data, re.MULTILINE)
+    assert match is not None, data[:2000]
+    return float(match.group(1))
+
+
+@contextmanager
+def stall_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`python -m kestrel` serving STALL_APP, with its metrics at /metrics."""
+    (tmp_path / "stall_app.py").write_text(STALL_APP)
+    port = free_port()
+    log = (tmp_path / "server.log").open("wb")
+    command = [
+        *(sys.executable, "-m", "kestrel", "stall_app:app", "--port", str(port)),
+        *("--no-access-log", "--log-level", "warning", "--metrics-path", "/metrics"),
+    ]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=log, env=env)
+    try:
+        wait_until_listening(process, port, (tmp_path / "server.log").read_text)
+        yield process, port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def wait_until_send_queues_settle(port: int, count: int) -> list[int]:
+    """Poll `ss` until `count` connections are established and none of their Send-Q changed
+    over 5 polls 0.2 s apart (the server's output is blocked for all); their Send-Q then."""
+    deadline = time.monotonic() + STALL_TIMEOUT
+    last: list[int] = []
+    same = 0
+    while time.monotonic() < deadline:
+        queues = sorted(established_send_queues(port))
+        if len(queues) == count and queues == last and min(queues) > 0:
+            same += 1
+            if same >= 5:
+                return queues
+        else:
+            same = 0
+        last = queues
+        time.sleep(0.2)
+    raise AssertionError(f"Send-Q still moving after {STALL_TIMEOUT:g} s: {last}")
+
+
+@pytest.mark.slow
+def test_sixteen_stalled_downloads_bound_server_rss_and_kernel_queues(tmp_path: Path) -> None:
+    """16 clients each ask for 64 MiB streamed, then read nothing: the server process grows by
+    at most 24 MiB and the kernel holds at most 256 KiB unsent-or-unacked per connection
+    (TCP_NOTSENT_LOWAT 128 KiB + what the client's small window took), not megabytes."""
+    with stall_server(tmp_path) as (process, port):
+        # Warm up every code path the stalled clients will take, then take the idle figure.
+        assert http_get(port, "/").startswith(b"HTTP/1.1 200 ")
+        warm = http_get(port, "/stream?pieces=64")
+        assert warm.startswith(b"HTTP/1.1 200 ") and len(warm) > 64 * 65536
+        time.sleep(0.3)
+        idle = settled_rss(process.pid)
+        clients: list[socket.socket] = []
+        try:
+            for _ in range(STALL_CLIENTS):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                clients.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALL_RCVBUF)
+                sock.settimeout(10)
+                sock.connect(("127.0.0.1", port))
+                sock.sendall(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+            queues = wait_until_send_queues_settle(port, STALL_CLIENTS)
+            stalled = settled_rss(process.pid)
+            # Still blocked: nothing moved while RSS was sampled.
+            assert sorted(established_send_queues(port)) == queues
+            growth = stalled - idle
+            print(
+                f"\n{STALL_CLIENTS} stalled downloads of {STALL_PIECES * 64 // 1024} MiB: "
+                f"server VmRSS idle {idle / MIB:.1f} MiB -> stalled {stalled / MIB:.1f} MiB, "
+                f"growth {growth / MIB:.2f} MiB ({growth / STALL_CLIENTS / 1024:.0f} KiB per "
+                f"connection); Send-Q max {max(queues) / 1024:.1f} KiB, "
+                f"mean {statistics.mean(queues) / 1024:.1f} KiB, "
+                f"min {min(queues) / 1024:.1f} KiB"
+            )
+            assert max(queues) <= STALL_SEND_Q_LIMIT, queues
+            assert growth <= STALL_GROWTH_LIMIT, f"RSS grew {growth / MIB:.1f} MiB"
+        finally:
+            for sock in clients:
+                sock.close()  # unread data in its receive queue: the close is a reset
+        deadline = time.monotonic() + 10
+        while established_send_queues(port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert established_send_queues(port) == []
+        # The /metrics request's own connection is the one left open.
+        assert prometheus_value(port, "kestrel_connections_active") == 1
+        assert prometheus_value(port, 'kestrel_pool_blocks{state="in_use"}') == 0
+        after = settled_rss(process.pid)
+        print(
+            f"after the clients left: VmRSS {after / MIB:.1f} MiB "
+            f"({(after - idle) / MIB:+.2f} MiB over idle)"
+        )
+        assert after - idle <= STALL_GROWTH_LIMIT
+        assert http_get(port, "/").startswith(b"HTTP/1.1 200 ")
