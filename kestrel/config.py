@@ -18,6 +18,7 @@ __all__ = ["DEFAULT_BACKLOG", "Limits"]
 
 DEFAULT_BACKLOG = 2048  # uvicorn's and hypercorn's default; the kernel caps it at somaxconn
 
+
 def _limit(default: Any, help: str, *, zero_disables: bool = False) -> Any:
     return field(default=default, metadata={"help": help, "zero_disables": zero_disables})
 

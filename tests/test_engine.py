@@ -1108,7 +1108,7 @@ def test_a_tls_client_hello_is_refused_at_its_first_byte() -> None:
         started = time.monotonic()
         data = exchange(server.port, b"\x16")
         elapsed = time.monotonic() - started
-        stats = server.stats()
+        stats = server.metrics()
     [response] = split_responses(data)
     assert response.status == 400
     assert response.header("connection") == "close"
