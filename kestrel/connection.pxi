@@ -814,7 +814,11 @@ cdef class Connection(EpollHandler):
             first = span[0]
             length = span[1] - first + 1
             headers.append((b"content-range", b"bytes %d-%d/%d" % (first, span[1], size)))
-        self._write_response(request, status, headers, None, response.content_type, length)
+        try:
+            self._write_response(request, status, headers, None, response.content_type, length)
+        except BaseException:
+            os.close(fd)  # a head the writer refused: the file is not sent
+            raise
         if length == 0 or request.head.method is M_HEAD:
             os.close(fd)
             return False
@@ -1009,7 +1013,7 @@ cdef class Connection(EpollHandler):
                     return  # _flush sends the file; _file_sent ends the request
             except Exception as error:
                 out.length = mark
-                _log.error("could not send %r", result, exc_info=error)
+                _log.error("%s: could not send %r", _route_of(request), result, exc_info=error)
                 self._write_response(request, 500, None, b"Internal Server Error",
                                      b"text/plain; charset=utf-8")
         self._response_finished(request)

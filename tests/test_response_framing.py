@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import socket
 import subprocess
 import time
@@ -22,7 +23,7 @@ from typing import Any
 import pytest
 from wire import exchange, responses
 
-from kestrel import App, Request, Response, StreamingResponse, serve_in_thread
+from kestrel import App, FileResponse, Request, Response, StreamingResponse, serve_in_thread
 
 GET = b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n"
 NEXT = GET % b"/next"
@@ -78,6 +79,10 @@ def framing_app(middleware: bool) -> App:
     async def stream_bad(request: Request) -> StreamingResponse:
         return StreamingResponse(iter([b"abc"]), headers={"x-evil": "\n"})
 
+    @app.get("/file-bad")
+    async def file_bad(request: Request) -> FileResponse:
+        return FileResponse(__file__, headers={"x-evil": "\n"})
+
     @app.post("/early")
     async def early(request: Request) -> str:
         return "early"  # answers without reading the body
@@ -120,7 +125,15 @@ def test_no_content_length_on_204(port: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", [b"/inject", b"/bad-name/space", b"/bad-name/colon", b"/wrong-length", b"/stream-bad"]
+    "path",
+    [
+        b"/inject",
+        b"/bad-name/space",
+        b"/bad-name/colon",
+        b"/wrong-length",
+        b"/stream-bad",
+        b"/file-bad",
+    ],
 )
 def test_a_response_the_server_cannot_frame_is_a_500(
     port: int, path: bytes, caplog: pytest.LogCaptureFixture
@@ -131,12 +144,23 @@ def test_a_response_the_server_cannot_frame_is_a_500(
     assert first.status == 500
     assert b"injected" not in received.raw and b"evil" not in received.raw
     assert b"hello" not in received.raw and b"abc" not in received.raw
+    assert b"framing_app" not in received.raw  # nothing of the file either
     # Nothing of it was sent, so the connection goes on.
     assert second.body == b"next"
     # Logged with the route it came from.
     assert any(
         path.decode() in r.getMessage() or "{kind}" in r.getMessage() for r in caplog.records
     )
+
+
+def test_a_refused_file_response_closes_its_file() -> None:
+    with serve_in_thread(framing_app(False), port=0) as server:
+        exchange(server.port, GET % b"/file-bad")  # opens the file once: the lazy imports
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(20):
+            received = exchange(server.port, GET % b"/file-bad")
+            assert received.raw.startswith(b"HTTP/1.1 500 ")
+        assert len(os.listdir("/proc/self/fd")) <= before + 2
 
 
 def test_an_apps_connection_close_is_honoured(port: int) -> None:
