@@ -9,6 +9,7 @@ This module is assembled from fragments, each with its own theory of operation:
 - parser.pxi      the sans-IO HTTP/1.1 request parser
 - pool.pxi        the buffer pool of 4 KiB blocks, and pipes of blocks
 - engine.pxi      the epoll selector asyncio runs on, which also owns the HTTP sockets
+- watchdog.pxi    the native thread that watches the loop for a pass that holds it too long
 - connection.pxi  listeners, connections, requests and bodies, the response writer
 - server.pxi      the server object, the heartbeat, the event loop class
 
@@ -50,5 +51,6 @@ DEBUG_BUILD = bool(KESTREL_DEBUG)
 include "parser.pxi"
 include "pool.pxi"
 include "engine.pxi"
+include "watchdog.pxi"
 include "connection.pxi"
 include "server.pxi"
