@@ -148,8 +148,9 @@ cdef class EpollSelector:
     cdef dict handlers
     cdef list _released
     # When the loop last came back from epoll_wait (time.monotonic()), 0.0 while it waits:
-    # the watchdog thread reads it to see a step that holds the loop.
-    cdef public double busy_since
+    # the watchdog's native thread reads it without the GIL (watchdog.pxi), so it is written
+    # with an atomic store.
+    cdef readonly double busy_since
     cdef int _ctl(self, int op, int fd, int events) except -1
     cdef int add_handler(self, EpollHandler handler, uint32_t events) except -1
     cdef int modify_handler(self, EpollHandler handler, uint32_t events) noexcept
@@ -424,3 +425,30 @@ cdef class Connection(EpollHandler):
     cdef int _send_continue(self) except -1
     cdef void close(self)
     cdef void abort(self)
+
+
+# ---- The watchdog's thread (watchdog.pxi).
+
+from kestrel.includes.system cimport pthread_t, timespec
+from cpython.ref cimport PyObject
+
+
+cdef struct WatchState:
+    # What the thread reads and writes without the GIL.
+    int stop_fd                       # an eventfd: stop() writes to it, the thread polls it
+    const double* busy_since          # the selector's field
+    double threshold
+    timespec interval                 # threshold / 4
+    double reported                   # busy_since of the last pass reported (thread only)
+    long long passes                  # times the thread has looked
+    PyObject* owner                   # the LoopWatch, for the callback (under the GIL)
+
+
+cdef class LoopWatch:
+    cdef WatchState state
+    cdef EpollSelector selector       # keeps state.busy_since valid
+    cdef object callback
+    cdef pthread_t thread
+    cdef bint started
+    cdef bint joined
+    cdef readonly long long callbacks  # times the thread took the GIL to call back

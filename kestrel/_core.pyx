@@ -10,6 +10,7 @@ This module is assembled from fragments, each with its own theory of operation:
 - parser.pxi      the request parser: the request-line front end of that machinery
 - pool.pxi        the buffer pool of 4 KiB blocks, and pipes of blocks
 - engine.pxi      the epoll selector asyncio runs on, which also owns the HTTP sockets
+- watchdog.pxi    the native thread that watches the loop for a pass that holds it too long
 - response_writer.pxi  the one builder of response heads, which owns framing
 - connection.pxi  listeners, connections, requests and bodies
 - server.pxi      the server object, the heartbeat, the event loop class
@@ -53,6 +54,7 @@ include "message.pxi"
 include "parser.pxi"
 include "pool.pxi"
 include "engine.pxi"
+include "watchdog.pxi"
 include "response_writer.pxi"
 include "connection.pxi"
 include "server.pxi"

@@ -80,8 +80,34 @@ cdef int _wait(int epfd, epoll_event* events, int timeout_ms) noexcept:
     return n
 
 
-cdef double _monotonic() noexcept:
-    # The clock time.monotonic() reads, so the watchdog thread can compare the two.
+# Relaxed atomic loads and stores (plain moves on x86-64) for the fields the watchdog's
+# thread shares with the loop without the GIL (watchdog.pxi).
+cdef extern from *:
+    """
+    static inline double kestrel_load_double(const double* p) {
+        double v; __atomic_load(p, &v, __ATOMIC_RELAXED); return v;
+    }
+    static inline void kestrel_store_double(double* p, double v) {
+        __atomic_store(p, &v, __ATOMIC_RELAXED);
+    }
+    static inline long long kestrel_load_ll(const long long* p) {
+        return __atomic_load_n(p, __ATOMIC_RELAXED);
+    }
+    static inline void kestrel_store_ll(long long* p, long long v) {
+        __atomic_store_n(p, v, __ATOMIC_RELAXED);
+    }
+    """
+    double kestrel_load_double(const double* p) noexcept nogil
+    void kestrel_store_double(double* p, double v) noexcept nogil
+    long long kestrel_load_ll(const long long* p) noexcept nogil
+    void kestrel_store_ll(long long* p, long long v) noexcept nogil
+
+
+@cython.linetrace(False)
+@cython.profile(False)
+cdef double _monotonic() noexcept nogil:
+    # The clock time.monotonic() reads. Untraced: the watchdog's thread calls it without
+    # the GIL.
     cdef timespec now
     clock_gettime(CLOCK_MONOTONIC, &now)
     return now.tv_sec + now.tv_nsec * 1e-9
@@ -183,9 +209,9 @@ cdef class EpollSelector:
             timeout_ms = <int>(timeout * 1000.0)
             if timeout_ms < timeout * 1000.0:
                 timeout_ms += 1
-        self.busy_since = 0.0
+        kestrel_store_double(&self.busy_since, 0.0)  # read by the watchdog (watchdog.pxi)
         n = _wait(self.epfd, self.events, timeout_ms)
-        self.busy_since = _monotonic()
+        kestrel_store_double(&self.busy_since, _monotonic())
         if n < 0:
             if errno == EINTR:
                 return []

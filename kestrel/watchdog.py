@@ -2,26 +2,41 @@
 
 A blocking call in an ``async def`` handler stalls every connection the process serves. The
 engine's selector records when the loop came back from ``epoll_wait`` (``busy_since``, 0.0
-while it waits). This thread looks at that a few times per threshold; when one pass of the
-loop has run longer than the threshold, it logs one warning naming the route being served
-(found on the loop thread's stack) and the line the loop is stuck on.
+while it waits). A native thread in the core (kestrel/watchdog.pxi) looks at that a few times
+per threshold, without the GIL; when one pass of the loop has run longer than the threshold, it
+takes the GIL and calls back here, once per pass, to log one warning naming the route being
+served (found on the loop thread's stack) and the line the loop is stuck on.
 
 Nothing is done per request or per callback: the cost is one clock read per loop iteration
-in the selector and this thread waking up, which it does only while the loop runs.
+in the selector, and a native thread waking up that never touches the interpreter while the
+loop is healthy (a Python thread would take the GIL at every wake-up, and the loop would wait
+for it back).
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import sys
-import threading
-import time
 from types import FrameType
 from typing import Any
+
+from kestrel._core import LoopWatch
 
 log = logging.getLogger("kestrel.watchdog")
 
 DEFAULT_THRESHOLD = 0.1  # seconds
+
+# Watchdogs started and not stopped yet. A server stops its own as it ends; any left at exit
+# (a server abandoned in a daemon thread) are stopped before the interpreter finalizes, so
+# their threads never try to take the GIL of an interpreter that is going away.
+_running: set[Watchdog] = set()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for watchdog in list(_running):
+        watchdog.stop()
 
 
 class Watchdog:
@@ -31,26 +46,27 @@ class Watchdog:
         self.selector = selector
         self.loop_thread = loop_thread
         self.threshold = threshold
-        self.reported = 0.0  # busy_since of the last pass reported, so each is reported once
         self.warnings = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="kestrel-watchdog", daemon=True)
+        self._watch = LoopWatch(selector, threshold, self._report)
+
+    @property
+    def passes(self) -> int:
+        """How many times the thread has looked at the loop (without the GIL)."""
+        return self._watch.passes
+
+    @property
+    def callbacks(self) -> int:
+        """How many times the thread has taken the GIL: once per pass over the threshold."""
+        return self._watch.callbacks
 
     def start(self) -> None:
-        self._thread.start()
+        self._watch.start()
+        _running.add(self)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=1.0)
-
-    def _run(self) -> None:
-        interval = self.threshold / 4
-        while not self._stop.wait(interval):
-            since = self.selector.busy_since
-            if since and since != self.reported and time.monotonic() - since > self.threshold:
-                self.reported = since
-                self._report(time.monotonic() - since)
+        """Stop the thread and join it; it is woken at once, so this returns at once."""
+        self._watch.stop()
+        _running.discard(self)
 
     def _report(self, held: float) -> None:
         frame = sys._current_frames().get(self.loop_thread)

@@ -14,6 +14,7 @@ import http.client
 import inspect
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -230,6 +231,85 @@ def test_watchdog_names_the_route_and_line(caplog: pytest.LogCaptureFixture) -> 
     assert "threshold 100 ms" in message
     assert f"{__file__}:{sleep_line} in block" in message
     assert all(r.levelno == logging.WARNING for r in caplog.records if r.name == "kestrel.watchdog")
+
+
+def native_threads() -> set[int]:
+    """This process's OS threads (the watchdog's is not a threading.Thread)."""
+    return {int(tid) for tid in os.listdir("/proc/self/task")}
+
+
+def test_watchdog_takes_no_gil_while_the_loop_is_healthy() -> None:
+    # A loop kept busy with pipelined requests for 2 s: the watchdog's thread looks at it every
+    # threshold/4 and never calls back into Python (the only way it takes the GIL). The
+    # threshold is generous so that a loop thread descheduled on a busy machine is no stall.
+    app = App()
+
+    @app.get("/")
+    async def index(request: Request) -> str:
+        return "ok"
+
+    batch = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n" * 16
+    threads_before = native_threads()
+    with kestrel.serve_in_thread(app, port=0, blocking_threshold=0.4) as server:
+        started = native_threads() - threads_before  # the server's thread and the watchdog's
+        assert len(started) >= 2
+        watchdog = server.watchdog
+        assert watchdog is not None
+        responses = 0
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline:
+                sock.sendall(batch)
+                received = b""
+                while received.count(b"HTTP/1.1 200") < 16:
+                    received += sock.recv(65536)
+                responses += 16
+        assert responses > 100
+        assert watchdog.passes >= 8  # 2 s / 0.1 s, with room for a slow machine
+        assert watchdog.callbacks == 0
+        assert watchdog.warnings == 0
+    # The server stopped and joined its watchdog's thread. (The server's own Python thread
+    # is joined too, but the OS may take a moment to reap it after join() returns.)
+    deadline = time.monotonic() + 2
+    while native_threads() & started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not native_threads() & started
+
+
+def test_watchdog_reports_each_stall_once_and_stops_at_once() -> None:
+    loop = kestrel.new_event_loop()
+    try:
+        selector = loop._selector  # type: ignore[attr-defined]
+        held: list[float] = []
+        watch = _core.LoopWatch(selector, 0.05, held.append)
+        threads_before = native_threads()
+        watch.start()
+        started = native_threads() - threads_before
+        assert watch.running and len(started) == 1
+
+        def stall() -> None:
+            time.sleep(0.3)  # one pass of the loop holding it for 300 ms
+
+        loop.call_soon(stall)
+        loop.run_until_complete(asyncio.sleep(0.05))
+        deadline = time.monotonic() + 1
+        while not held and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert watch.callbacks == 1 and len(held) == 1  # one pass over: one report
+        assert 0.05 < held[0] < 0.3
+        passes = watch.passes
+        assert passes >= 4
+        t0 = time.monotonic()
+        watch.stop()
+        assert time.monotonic() - t0 < 0.05  # woken, not waited for
+        assert not watch.running and not native_threads() & started  # joined: gone
+        watch.stop()  # a second stop does nothing
+        with pytest.raises(RuntimeError):
+            watch.start()
+        with pytest.raises(ValueError):
+            _core.LoopWatch(selector, 0, held.append)
+    finally:
+        loop.close()
 
 
 # ---- The Request.

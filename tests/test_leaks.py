@@ -1,10 +1,11 @@
 """Leak checks for the parser.
 
 A debug build (KESTREL_DEBUG=1) counts every parser, RequestHead and line buffer it allocates
-and frees; the first test builds one in a scratch copy of the tree and asserts the counts
-balance after a workload that touches every path (split lines, bodies, chunked trailers,
-errors, EOF). The second checks the release build in this process with tracemalloc: parsing
-the same requests many times must not grow memory.
+and frees, and every watchdog thread it starts and joins; the first test builds one in a
+scratch copy of the tree and asserts the counts balance after a workload that touches every
+path (split lines, bodies, chunked trailers, errors, EOF). The second checks the release
+build in this process with tracemalloc: parsing the same requests many times must not grow
+memory.
 """
 
 from __future__ import annotations
@@ -166,6 +167,8 @@ def test_debug_build_counters_balance(tmp_path: Path) -> None:
     ):
         assert counters[f"{name}_alloc"] == counters[f"{name}_free"] > 0, (name, counters)
     assert counters["parser_alloc"] > 20 * len(WORKLOAD) * 3
+    # The server's watchdog thread (a native thread) was started and joined.
+    assert counters["watchdog_thread_started"] == counters["watchdog_thread_joined"] == 1
 
 
 def test_release_build_does_not_grow() -> None:

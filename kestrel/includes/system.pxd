@@ -127,3 +127,37 @@ cdef extern from "<sys/ioctl.h>" nogil:
 cdef extern from "<linux/sockios.h>" nogil:
     enum:
         SIOCOUTQ  # bytes in a socket's send queue not yet acknowledged by the peer
+
+cdef extern from "<signal.h>" nogil:
+    ctypedef struct sigset_t:
+        pass
+    enum:
+        SIG_SETMASK
+    int sigfillset(sigset_t* set)
+    int pthread_sigmask(int how, const sigset_t* set, sigset_t* oldset)
+
+cdef extern from "<poll.h>" nogil:
+    struct pollfd:
+        int fd
+        short events
+        short revents
+    enum:
+        POLLIN
+    int ppoll(pollfd* fds, unsigned long nfds, const timespec* timeout, const sigset_t* sigmask)
+
+cdef extern from "<sys/eventfd.h>" nogil:
+    ctypedef uint64_t eventfd_t
+    enum:
+        EFD_CLOEXEC
+    int eventfd(unsigned int initval, int flags)
+    int eventfd_write(int fd, eventfd_t value)
+
+cdef extern from "<pthread.h>" nogil:
+    ctypedef unsigned long pthread_t
+    ctypedef struct pthread_attr_t:
+        pass
+    int pthread_create(pthread_t* thread, const pthread_attr_t* attr,
+                       void* (*start)(void*) noexcept nogil, void* arg)
+    int pthread_join(pthread_t thread, void** retval)
+    pthread_t pthread_self()
+    int pthread_equal(pthread_t a, pthread_t b)
