@@ -62,3 +62,21 @@ def cli_server(
         if process.poll() is None:
             process.kill()
         process.communicate()
+
+
+def send_queues(port: int) -> list[tuple[str, int]]:
+    """(state, Send-Q) of every TCP socket on the server's side of `port`, from `ss`: what
+    the kernel holds unsent or unacknowledged for each client."""
+    lines = subprocess.run(
+        ["ss", "-tnH", "state", "all", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=10,
+    ).stdout.splitlines()
+    found = []
+    for line in lines:
+        state, _recv_q, send_q, *_ = line.split()
+        if state != "LISTEN":
+            found.append((state, int(send_q)))
+    return found

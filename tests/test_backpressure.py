@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from processes import free_port, wait_until_listening
+from processes import free_port, send_queues, wait_until_listening
 
 from kestrel import StreamingResponse, serve_in_thread
 from kestrel._core import Request
@@ -222,15 +222,7 @@ def settled_rss(pid: int, samples: int = 5, interval: float = 0.1) -> int:
 
 def established_send_queues(port: int) -> list[int]:
     """Send-Q of every established TCP socket on the server's side of `port`."""
-    lines = subprocess.run(
-        ["ss", "-tnH", "state", "established", f"( sport = :{port} )"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=10,
-    ).stdout.splitlines()
-    # With a state filter ss prints no State column: Recv-Q Send-Q Local Peer.
-    return [int(line.split()[1]) for line in lines if line.strip()]
+    return [queued for state, queued in send_queues(port) if state == "ESTAB"]
 
 
 def http_get(port: int, target: str) -> bytes:

@@ -15,12 +15,12 @@ import gc
 import logging
 import os
 import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from processes import send_queues
 from wire import exchange, responses
 
 from kestrel import App, FileResponse, Request, Response, StreamingResponse, serve_in_thread
@@ -230,22 +230,6 @@ def test_options_asterisk_and_connect() -> None:
 # ---- An abort is a reset.
 
 
-def unsent_in_kernel(port: int) -> list[tuple[str, int]]:
-    """(state, Send-Q) of every TCP socket on the server's side of `port`."""
-    lines = subprocess.run(
-        ["ss", "-tnH", "state", "all", f"( sport = :{port} )"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
-    found = []
-    for line in lines:
-        state, _recv_q, send_q, *_ = line.split()
-        if state != "LISTEN":
-            found.append((state, int(send_q)))
-    return found
-
-
 def test_an_aborted_slow_reader_is_reset_and_holds_no_kernel_memory(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -274,7 +258,7 @@ def test_an_aborted_slow_reader_is_reset_and_holds_no_kernel_memory(
             # Nothing is left queued in the server's kernel for this client: no FIN-WAIT
             # socket still sending megabytes.
             time.sleep(0.1)
-            assert unsent_in_kernel(running.port) == []
+            assert send_queues(running.port) == []
             try:
                 while sock.recv(65536):
                     pass
@@ -303,7 +287,7 @@ def test_the_kernel_holds_little_unsent_for_a_stalled_reader() -> None:
     ):
         sock.sendall(GET % b"/")
         time.sleep(1.0)  # the server fills what it may, then waits
-        queued = unsent_in_kernel(running.port)
+        queued = send_queues(running.port)
     assert len(queued) == 1 and queued[0][0] == "ESTAB"
     # TCP_NOTSENT_LOWAT (128 KiB) bounds what the kernel takes beyond what the client's
     # window holds; without it Linux queues megabytes for a reader that stopped.
