@@ -198,6 +198,7 @@ cdef class StreamingResponse(BaseResponse):
 
 cdef class Response(BaseResponse):
     cdef public bytes body
+    cdef Response _set(self, bytes body, int status, content_type)
 
 
 cdef class FileResponse(BaseResponse):
@@ -232,74 +233,93 @@ cdef class Pipe:
     cdef void clear(self) noexcept
 
 
-cdef class HttpServer:
-    cdef object app
-    # The request contract; times in seconds, rates in bytes per second.
-    cdef double keep_alive_timeout
-    cdef double request_headers_timeout
-    cdef double min_request_body_rate
-    cdef double min_response_rate
-    cdef double min_rate_grace
-    cdef double drain_timeout
-    cdef long long max_drain_size
-    cdef double linger_time
-    cdef double heartbeat_interval
-    cdef Py_ssize_t max_connections   # 0: no limit
-    cdef bint shutting_down
-    cdef bint at_connection_limit     # listeners unwatched: --max-connections reached
-    cdef long long end_counts[16]     # by End (consts.pxi), END_COUNT <= 16
-    cdef readonly long long drained_bodies
-    cdef readonly long long connections_rejected
-    cdef object metrics_target        # the request-target served as metrics, or None
-    cdef object metrics_renderer
-    cdef object error_response        # (request, exc) -> Response or None, for escaped errors
-    cdef bint accepts_connect         # CONNECT goes to the app (else 501)
-    cdef readonly BufferPool pool
-    cdef Py_ssize_t max_request_buffer_size
-    cdef Py_ssize_t min_request_buffer_size
-    cdef Py_ssize_t max_response_buffer_size
-    cdef readonly long long read_pauses
-    cdef readonly long long write_pauses
-    cdef readonly long long accept_pauses
-    cdef object loop
+# ---- Timeout control (timeouts.pxi).
+
+cdef struct Deadline:
+    int kind                          # DeadlineKind (consts.pxi)
+    double at                         # when it passes (monotonic seconds)
+
+cdef struct RateClock:
+    double started                    # waiting on the peer since (0.0: not waiting)
+    double total                      # seconds waited before that
+    long long bytes                   # bytes the peer moved while waited on
+
+
+# ---- Transports (transport.pxi).
+
+cdef class IoShared:
     cdef EpollSelector selector
+    cdef readonly BufferPool pool
     cdef char* scratch
-    cdef OutputBuffer out
-    cdef ResponseWriter writer
-    cdef bint access_log
-    cdef list listeners
-    cdef set connections
-    cdef dict rejections
-    cdef object heartbeat
-    cdef object task_class
-    cdef object request_class
-    cdef Py_ssize_t max_request_line_size
-    cdef Py_ssize_t max_request_headers_size
-    cdef Py_ssize_t max_request_headers
-    cdef long long max_request_body_size
-    cdef long long max_parser_body_size
-    cdef readonly long long connections_total
-    cdef readonly long long requests_total
-    cdef readonly long long responses_total
     cdef readonly long long bytes_read
     cdef readonly long long bytes_written
-    cdef HttpParser _new_parser(self)
-    cdef Connection _open_connection(self, int fd)
-    cdef void _connection_closed(self, Connection connection) noexcept
-    cdef void _check_accepting(self)
-    cdef object step_result
-    cdef object spare_task            # a first step's RequestTask nothing kept (reused)
-    cdef object _start_handler(self, coro)
-    cdef object _start_task(self, coro)
-    cdef void _log_accept_error(self, int error) noexcept
+    cdef readonly long long read_pauses
+    cdef readonly long long write_pauses
 
 
-cdef class Listener(EpollHandler):
-    cdef HttpServer server
-    cdef object sock
-    cdef bint paused
-    cdef bint short_of_descriptors
-    cdef void pause(self) noexcept
+cdef class Protocol:
+    cdef Transport transport
+    cdef void data_received(self, char* data, Py_ssize_t size)
+    cdef void eof_received(self)
+    cdef void write_ready(self)
+    cdef void connection_lost(self, int error)
+
+
+cdef class Transport(EpollHandler):
+    cdef IoShared io
+    cdef Protocol protocol
+    cdef Pipe held_out                # output the peer has not taken yet
+    cdef uint32_t events              # the epoll interest (SocketTransport)
+    cdef bint closed
+    cdef bint peer_eof
+    cdef bint reading_paused
+    cdef RateClock write_clock        # while output is blocked: the minimum response rate
+    cdef object peer
+    cdef int write(self, OutputBuffer out) except -1
+    cdef Py_ssize_t held(self) noexcept
+    cdef long long send_file(self, int fd, off_t* offset, long long count) except -2
+    cdef void _counted(self, ssize_t sent) noexcept
+    cdef void _blocked(self)
+    cdef void _unblocked(self)
+    cdef void reset_write_clock(self) noexcept
+    cdef void _flush_held(self)
+    cdef void pause_reading(self)
+    cdef void resume_reading(self)
+    cdef void _set_events(self, uint32_t events)
+    cdef void shutdown_write(self)
+    cdef int kernel_unsent(self) noexcept
+    cdef object peer_address(self)
+    cdef void close(self)
+    cdef void abort(self)
+    cdef void _lost(self, int error)
+    cdef ssize_t _send(self, const char* data, Py_ssize_t size)
+    cdef ssize_t _sendv(self, iovec* iov, int count)
+    cdef ssize_t _sendfile(self, int fd, off_t* offset, size_t count)
+    cdef void _close_descriptor(self)
+
+
+cdef class SocketTransport(Transport):
+    pass
+
+
+cdef class MemoryTransport(Transport):
+    cdef bytearray sent
+    cdef Py_ssize_t window            # bytes the peer still takes (-1: any)
+    cdef list inbox
+    cdef bint eof_pending
+    cdef bint reset
+    cdef bint write_shut
+    cdef Py_ssize_t _take(self, const char* data, Py_ssize_t size)
+
+
+# ---- Requests (request.pxi).
+
+cdef class RequestOwner(Protocol):
+    cdef long long body_limit         # a new body's limit (a route may change it)
+    cdef object peer_address(self)
+    cdef int send_continue(self) except -1
+    cdef void body_consumed(self)
+    cdef Pipe new_pipe(self)
 
 
 cdef class RequestBody:
@@ -307,9 +327,8 @@ cdef class RequestBody:
     cdef long long received
     cdef long long limit              # -1: unlimited
     # Time reads spent waiting on the client: what the minimum body rate is measured over.
-    cdef double wait_started          # 0.0: no read is waiting
-    cdef double wait_total
-    cdef object owner
+    cdef RateClock read_clock
+    cdef RequestOwner owner
     cdef bint complete
     cdef object waiter
     cdef object error
@@ -324,7 +343,7 @@ cdef class RequestBody:
 
 cdef class Request:
     cdef readonly RequestHead head
-    cdef Connection connection
+    cdef RequestOwner connection
     cdef RequestBody body_stream
     cdef bytes body_bytes
     # The target split and decoded on first use (Request.raw_path, .query_string, .path).
@@ -352,80 +371,146 @@ cdef class Request:
         return self.body_stream is None or self.body_stream.complete
 
 
-cdef class Connection(EpollHandler):
+# ---- File responses (file_response.pxi).
+
+cdef class FileHead:
+    cdef public int status
+    cdef public list headers
+    cdef public bytes body            # a small body of its own (404, 412), or None
+    cdef public object content_type
+    cdef public int fd                # the file, when a body follows; -1: none
+    cdef public long long offset
+    cdef public long long length
+
+
+# ---- The service context (service_context.pxi) and the server (server.pxi).
+
+cdef class ServiceContext:
+    cdef object app
+    cdef object loop
+    # The request contract; times in seconds, rates in bytes per second.
+    cdef double keep_alive_timeout
+    cdef double request_headers_timeout
+    cdef double min_request_body_rate
+    cdef double min_response_rate
+    cdef double min_rate_grace
+    cdef double drain_timeout
+    cdef long long max_drain_size
+    cdef double linger_time
+    cdef double timeouts[5]           # by DeadlineKind: how long each deadline runs
+    cdef Py_ssize_t max_request_buffer_size
+    cdef Py_ssize_t min_request_buffer_size
+    cdef Py_ssize_t max_response_buffer_size
+    cdef Py_ssize_t max_request_line_size
+    cdef Py_ssize_t max_request_headers_size
+    cdef Py_ssize_t max_request_headers
+    cdef long long max_request_body_size
+    cdef long long max_parser_body_size
+    cdef bint shutting_down
+    cdef readonly IoShared io
+    cdef OutputBuffer out
+    cdef ResponseWriter writer
+    cdef bint access_log
+    cdef object metrics_target        # the request-target served as metrics, or None
+    cdef object metrics_renderer
+    cdef object error_response        # (request, exc) -> Response or None, for escaped errors
+    cdef bint accepts_connect         # CONNECT goes to the app (else 501)
+    cdef object task_class
+    cdef object request_class
+    cdef set connections              # the processors of open connections
+    # Counters.
+    cdef long long end_counts[16]     # by End (consts.pxi), END_COUNT <= 16
+    cdef dict rejections
+    cdef readonly long long drained_bodies
+    cdef readonly long long connections_rejected
+    cdef readonly long long connections_total
+    cdef readonly long long requests_total
+    cdef readonly long long responses_total
+    # A handler's first step (handler_step.pxi).
+    cdef object step_result
+    cdef object spare_task            # a first step's RequestTask nothing kept (reused)
+    cdef HttpParser _new_parser(self)
+    cdef object _start_handler(self, coro)
+    cdef object _start_task(self, coro)
+    cdef void connection_closed(self, Http1Processor processor) noexcept
+
+
+cdef class HttpServer(ServiceContext):
+    cdef EpollSelector selector
+    cdef double heartbeat_interval
+    cdef object heartbeat
+    cdef list listeners
+    cdef Py_ssize_t max_connections   # 0: no limit
+    cdef bint at_connection_limit     # listeners unwatched: --max-connections reached
+    cdef readonly long long accept_pauses
+    cdef Http1Processor _open_connection(self, int fd)
+    cdef void _check_accepting(self)
+    cdef void _log_accept_error(self, int error) noexcept
+
+
+cdef class Listener(EpollHandler):
     cdef HttpServer server
+    cdef object sock
+    cdef bint paused
+    cdef bint short_of_descriptors
+    cdef void pause(self) noexcept
+
+
+# ---- The HTTP/1 processor (http1.pxi).
+
+cdef class Http1Processor(RequestOwner):
+    cdef ServiceContext context
     cdef HttpParser parser
-    cdef Pipe held_in
-    cdef Pipe held_out
-    cdef bint reading_paused
-    cdef object drain_waiter
-    cdef Request current
-    cdef object task
-    cdef uint32_t events
-    cdef bint message_complete
-    cdef bint close_after_write
-    cdef bint closed
-    cdef bint peer_eof
-    cdef object peer
+    cdef Pipe held_in                 # input not parsed yet (pipelined requests)
+    cdef Request current              # the request in flight (READING, HANDLING), or None
+    cdef object task                  # the handler's or the stream's Task, if it suspended
+    cdef object drain_waiter          # a stream producer waiting for output to drain
+    cdef object upgraded              # the protocol that took over (UPGRADED)
+    cdef object drain_route           # names the request whose body is being drained
+    cdef int state                    # ProcessorState (consts.pxi): see _enter
+    cdef bint closing                 # no further request: close once the response is out
+    cdef bint continue_sent           # "100 Continue" already sent for this request
+    cdef int end_reason               # End, once decided; -1 until then
+    cdef Deadline deadline            # its kind is derived from the state
+    cdef int last_unsent              # the kernel's unsent bytes at the last idle deadline
+    cdef long long drain_left         # bytes a drain may still discard (-1: no drain)
     cdef int file_fd                  # a FileResponse being sent, or -1
     cdef off_t file_offset
     cdef long long file_remaining
-    # The request contract, checked by the server's heartbeat.
-    cdef int deadline_kind            # Deadline: what `deadline` is for
-    cdef double deadline              # when it passes (monotonic seconds)
-    cdef int end_reason               # End, once decided; -1 until then
-    cdef bint draining                # discarding the rest of a body the handler left
-    cdef long long drain_left         # bytes the drain may still discard
-    cdef bint lingering               # our FIN is sent; discarding input until EOF
-    cdef double write_wait_started    # output has been blocked since (0: not)
-    cdef double write_wait_total
-    cdef long long write_wait_bytes   # bytes the client took while output was blocked
-    cdef bint continue_sent           # "100 Continue" already sent for this request
-    cdef bint responded               # the message being parsed has had its response
-    cdef int last_unsent              # the kernel's unsent bytes at the last idle deadline
-    cdef object drain_route           # names the request whose body is being drained
-    cdef object peer_address(self)
-    cdef void _on_readable(self)
+    cdef void _enter(self, int state)
+    cdef int _deadline_kind(self)
+    cdef void _update_deadline(self)
+    cdef void _end(self, int reason)
     cdef void _process_held(self)
     cdef void _process(self, char* data, Py_ssize_t size)
-    cdef int _input_held(self) noexcept
+    cdef Py_ssize_t _input_held(self) noexcept
     cdef void _check_input_watermark(self)
-    cdef void _input_consumed(self)
+    cdef Py_ssize_t _process_ptr(self, char* data, Py_ssize_t size)
+    cdef void _start_request(self, RequestHead head)
+    cdef void _task_result(self, task)
     cdef void _after_response(self)
+    cdef void _handler_done(self, result, exc)
+    cdef void _write_error(self, Request request, exc)
+    cdef Response _app_error_response(self, Request request, exc)
+    cdef int _write_response(self, Request request, int status, headers, bytes body,
+                             content_type, long long length=*) except -1
+    cdef void _response_finished(self, Request request)
     cdef void _start_stream(self, Request request, StreamingResponse response)
     cdef bint _start_file(self, Request request, FileResponse response) except -1
     cdef void _send_file(self)
     cdef void _close_file(self) noexcept
+    cdef void _flush(self)
     cdef void _output_progress(self)
-    cdef void _response_finished(self, Request request)
-    cdef Py_ssize_t _process_ptr(self, char* data, Py_ssize_t size)
-    cdef void _start_request(self, RequestHead head)
-    cdef void _task_result(self, task)
-    cdef void _handler_done(self, result, exc)
-    cdef void _write_error(self, Request request, exc)
-    cdef Response _app_error_response(self, Request request, exc)
-    cdef int _write_result(self, Request request, result) except -1
-    cdef int _write_response(self, Request request, int status, headers, bytes body,
-                             content_type, long long length=*) except -1
     cdef void _reject(self, int reason)
     cdef void _close_silently(self)
     cdef void _close_if_done(self)
-    cdef void _flush(self)
-    cdef void _output_blocked(self)
-    cdef void _output_unblocked(self)
-    cdef void _set_events(self, uint32_t events)
-    cdef void _on_eof(self)
     cdef void _input_idle(self)
-    cdef void _update_deadline(self)
-    cdef void _check_contract(self, double now)
     cdef void _start_drain(self, Request request)
-    cdef void _end(self, int reason)
     cdef void _linger(self)
-    cdef void _discard_input(self)
-    cdef int _send_continue(self) except -1
+    cdef void check_deadlines(self, double now)
+    cdef void _upgraded_input(self, bytes data)
     cdef void close(self)
     cdef void abort(self)
-
 
 # ---- The watchdog's thread (watchdog.pxi).
 

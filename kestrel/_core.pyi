@@ -217,6 +217,8 @@ class FileResponse(BaseResponse):
 EAGER_TASKS_NATIVE: Final[bool]
 REASON_PHRASES: Final[dict[int, bytes]]
 
+def to_response(result: Any) -> Response | StreamingResponse | FileResponse: ...
+
 class InvalidResponseError(RuntimeError):
     """A response the server cannot send unambiguously: answered with a 500 instead."""
 

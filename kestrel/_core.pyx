@@ -5,15 +5,25 @@ Theory of operation
 -------------------
 This module is assembled from fragments, each with its own theory of operation:
 
-- consts.pxi  default limits (with precedents), event codes, states, rejection reasons
-- message.pxi     the sans-IO HTTP/1.1 message machinery (lines, fields, framing, chunks)
-- parser.pxi      the request parser: the request-line front end of that machinery
-- pool.pxi        the buffer pool of 4 KiB blocks, and pipes of blocks
-- engine.pxi      the epoll selector asyncio runs on, which also owns the HTTP sockets
-- watchdog.pxi    the native thread that watches the loop for a pass that holds it too long
-- response_writer.pxi  the one builder of response heads, which owns framing
-- connection.pxi  listeners, connections, requests and bodies
-- server.pxi      the server object, the heartbeat, the event loop class
+- consts.pxi            default limits (with precedents), event codes, states, rejection reasons
+- message.pxi           the sans-IO HTTP/1.1 message machinery (lines, fields, framing, chunks)
+- parser.pxi            the request parser: the request-line front end of that machinery
+- pool.pxi              the buffer pool of 4 KiB blocks, and pipes of blocks
+- engine.pxi            the epoll selector asyncio runs on, which also owns the HTTP sockets
+- watchdog.pxi          the native thread that watches the loop for a pass that holds it too long
+- timeouts.pxi          timeout control: deadlines and minimum data rates
+- response_writer.pxi   the one builder of response heads, which owns framing
+- responses.pxi         the responses a handler returns, and the one mapping of its result
+- transport.pxi         what carries a connection's bytes: socket, and memory for tests
+- request.pxi           the request a handler is handed, and its body stream
+- file_response.pxi     files: validators, conditional requests, Range
+- handler_step.pxi      a handler's first step without a Task; the event loop class
+- service_context.pxi   what every connection shares from its server
+- http1.pxi             the HTTP/1 processor: one connection's requests and responses
+- listener.pxi          accepting connections
+- server.pxi            the server object, the connection table, the heartbeat
+
+Each fragment depends only on fragments listed before it.
 
 The core never imports the Python layer, except kestrel.datastructures (a leaf module) for
 the MutableHeaders a Response hands out and the QueryParams split_query makes; the Python
@@ -55,6 +65,14 @@ include "parser.pxi"
 include "pool.pxi"
 include "engine.pxi"
 include "watchdog.pxi"
+include "timeouts.pxi"
 include "response_writer.pxi"
-include "connection.pxi"
+include "responses.pxi"
+include "transport.pxi"
+include "request.pxi"
+include "file_response.pxi"
+include "handler_step.pxi"
+include "service_context.pxi"
+include "http1.pxi"
+include "listener.pxi"
 include "server.pxi"

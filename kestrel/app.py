@@ -44,14 +44,13 @@ from typing import Any, TypeVar
 
 from kestrel._core import (
     ClientDisconnect,
-    FileResponse,
     HttpParseError,
     Response,
-    StreamingResponse,
+    to_response,
 )
 from kestrel.exceptions import HTTPException
 from kestrel.request import BadRequest, Request
-from kestrel.response import JSON, json_dumps, json_response
+from kestrel.response import json_response
 from kestrel.routing import MethodNotAllowed, NotFound, Router
 from kestrel.threadpool import DEFAULT_THREADS, ThreadPool
 from kestrel.types import (
@@ -220,11 +219,7 @@ class App(Router):
             # Uploads spooled to temporary files are closed once the handler is done with
             # them, so a handler that forgets to close its form does not leak descriptors.
             await request._form.aclose()
-        if type(result) is Response:
-            return result
-        if type(result) is dict or type(result) is list:
-            # to_response's JSON case inline: the commonest return, spared a call.
-            return Response(json_dumps(result), 200, None, JSON)
+        # Without middleware the engine maps the result itself (the same to_response).
         return to_response(result) if self._convert else result
 
     def error_response(self, request: Request, exc: Exception) -> Response | None:
@@ -364,25 +359,6 @@ def _layer(middleware: Middleware, call_next: CallNext) -> CallNext:
         return middleware(request, call_next)
 
     return layer
-
-
-def to_response(result: Any) -> AnyResponse:
-    """Turn what a handler returned into a Response (what middleware sees)."""
-    kind = type(result)
-    if kind is str:
-        return Response(result.encode(), 200, None, _TEXT)
-    if kind is bytes:
-        return Response(result, 200, None, b"application/octet-stream")
-    if kind is dict or kind is list:
-        return json_response(result)
-    if isinstance(result, (Response, StreamingResponse, FileResponse)):
-        return result
-    if result is None:
-        return Response(b"", 204)
-    raise TypeError(
-        f"a handler returned {kind.__name__}; return str, bytes, dict, list, None or a "
-        "Response, StreamingResponse or FileResponse"
-    )
 
 
 def http_exception_response(exc: HTTPException) -> Response:

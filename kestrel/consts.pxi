@@ -107,12 +107,32 @@ cdef enum End:
     END_ERROR = 10             # a socket error, or a response that failed part-way
     END_COUNT = 11
 
-# What a connection's deadline is for.
-cdef enum Deadline:
+cdef enum:
+    # Output buffer growth step; responses larger than this are sent with writev.
+    OUT_INITIAL = 16384
+    # The most one body read hands the handler at once.
+    MAX_BODY_READ = 65536
+    # The most one sendfile call is asked for (the kernel caps it near 2 GiB anyway).
+    SENDFILE_MAX = 1 << 30
+
+# What a connection's deadline is for (derived from its state: timeouts.pxi, http1.pxi).
+cdef enum DeadlineKind:
     DL_NONE = 0
-    DL_KEEP_ALIVE = 1
-    DL_HEADERS = 2
-    # A drain's and a lingering close's deadlines are told by `draining` and `lingering`.
+    DL_KEEP_ALIVE = 1        # idle between requests
+    DL_HEADERS = 2           # a request head is arriving
+    DL_DRAIN = 3             # an unread body is being drained
+    DL_LINGER = 4            # our FIN is sent; the client's remaining input is discarded
+    DL_COUNT = 5
+
+# The HTTP/1 processor's state (http1.pxi has the transitions).
+cdef enum ProcessorState:
+    PS_IDLE = 0              # no request in flight (a head may be partly in)
+    PS_READING = 1           # a request is in flight; the rest of its message is arriving
+    PS_HANDLING = 2          # a request is in flight; its message is complete
+    PS_DRAINING = 3          # its response is out; the rest of its message is read and dropped
+    PS_LINGERING = 4         # our FIN is sent; input is discarded until the client closes
+    PS_UPGRADED = 5          # the connection's bytes belong to another protocol now
+    PS_CLOSED = 6
 
 # ---- Character classes, filled once at import (see _init_tables in parser.pxi).
 cdef unsigned char TOKEN_CHAR[256]     # tchar, RFC 9110 §5.6.2

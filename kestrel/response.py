@@ -10,11 +10,10 @@ The classes here are conveniences built on ``Response``.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from typing import Any
 
 from kestrel._core import FileResponse, Response, StreamingResponse
+from kestrel.json_encoding import json_dumps
 from kestrel.types import HeaderInput
 
 __all__ = [
@@ -28,17 +27,6 @@ __all__ = [
     "json_dumps",
     "json_response",
 ]
-
-try:
-    import orjson
-
-    json_dumps: Callable[[Any], bytes] = orjson.dumps
-
-except ImportError:  # pragma: no cover - the standard library when orjson is absent
-
-    def json_dumps(content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
-
 
 JSON = b"application/json"
 

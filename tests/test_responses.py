@@ -25,6 +25,7 @@ import pytest
 from wire import exchange
 
 import kestrel
+import kestrel.json_encoding
 import kestrel.request
 import kestrel.response
 from kestrel import (
@@ -265,7 +266,8 @@ def test_json_stdlib_encoder_through_the_app(monkeypatch: pytest.MonkeyPatch) ->
         return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
 
     monkeypatch.setattr(kestrel.response, "json_dumps", stdlib_dumps)
-    monkeypatch.setattr(kestrel.app, "json_dumps", stdlib_dumps)  # a returned dict's encoder
+    # A returned dict's encoder (kestrel._core.to_response reads it there).
+    monkeypatch.setattr(kestrel.json_encoding, "json_dumps", stdlib_dumps)
     monkeypatch.setattr(kestrel.request, "_json_loads", json.loads)
     app = App()
 
