@@ -129,7 +129,7 @@ cdef class HttpParser(HttpMessageParser):
     cdef bint is_connect
 
 
-# ---- The engine (engine.pxi, connection.pxi, server.pxi).
+# ---- The engine (engine.pxi; the rest of the declarations follow the fragments).
 
 from libc.stdint cimport uint32_t
 from kestrel.includes.system cimport epoll_event, iovec

@@ -24,7 +24,7 @@
 # - Input is read into one scratch buffer shared by all connections; a connection keeps bytes
 #   (held_in, pooled blocks) only while it has unparsed input it cannot process yet, so an
 #   idle keep-alive connection holds no buffer. Held input plus unread body is bounded by the
-#   read-pause watermarks (pool.pxi, connection.pxi).
+#   read-pause watermarks (pool.pxi, http1.pxi).
 # - Output is sent at once; only what the socket did not take is kept (held_out, pooled
 #   blocks, sent with writev), and EPOLLOUT is armed only while it is non-empty.
 # - A handler object is referenced by the selector's handlers dict while registered;

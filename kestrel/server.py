@@ -177,12 +177,7 @@ class Server:
         engine = self._engine
         if engine is None:
             return {}
-        snapshot = engine.metrics()
-        # Two counters the core's metrics() does not list (only its stats(), now gone, did);
-        # read from the engine's attributes until its snapshot carries them.
-        snapshot["responses_total"] = engine.responses_total
-        snapshot["accept_pauses"] = engine.accept_pauses
-        return snapshot
+        return dict(engine.metrics())
 
     def _render_metrics(self) -> bytes:
         return render_prometheus(self.metrics())
