@@ -140,11 +140,14 @@ cdef class Http1Processor(RequestOwner):
         self.state = state
         self._update_deadline()
 
-    cdef int _deadline_kind(self):
+    cdef int _deadline_kind(self) noexcept:
         """Which deadline applies now, derived from the state (timeouts.pxi)."""
         cdef int state = self.state
+        if state == PS_READING or state == PS_HANDLING:
+            return DL_NONE  # a request in flight: its rates apply, not a deadline
         if state == PS_IDLE:
-            if self.transport.held() or self.file_fd >= 0:
+            if self.file_fd >= 0 or (self.transport.held_out is not None
+                                     and self.transport.held_out.size):
                 # A response is still going out (the response rate watches that): the idle
                 # clock starts when the connection is really idle.
                 return DL_NONE
@@ -158,7 +161,7 @@ cdef class Http1Processor(RequestOwner):
             return DL_LINGER
         return DL_NONE
 
-    cdef void _update_deadline(self):
+    cdef void _update_deadline(self) noexcept:
         cdef int kind = self._deadline_kind()
         if kind != self.deadline.kind:
             deadline_arm(&self.deadline, kind, self.context.timeouts[kind])
@@ -181,9 +184,8 @@ cdef class Http1Processor(RequestOwner):
             self._process_held()
         else:
             self._process(data, size)
-        self._flush()
+        self._flush()  # and the deadline follows (write_ready)
         self._check_input_watermark()
-        self._update_deadline()
 
     cdef void eof_received(self):
         """The client will send nothing more (it may still read: a half-close).
@@ -389,6 +391,13 @@ cdef class Http1Processor(RequestOwner):
         cdef OutputBuffer out = self.context.out
         cdef Py_ssize_t mark = out.length
         cdef type kind
+        if request is None:
+            # The handler gave its connection to another protocol (upgrade()): the request
+            # has no HTTP response, so whatever the handler returns is dropped (and what it
+            # raised only logged: the bytes are the new protocol's now).
+            if exc is not None and not isinstance(exc, asyncio.CancelledError):
+                _log.error("handler raised after upgrading the connection", exc_info=exc)
+            return
         if exc is None:
             try:
                 kind = type(result)
@@ -692,6 +701,7 @@ cdef class Http1Processor(RequestOwner):
             return
         if self.transport.held():
             self._output_progress()
+            self._update_deadline()  # busy until the peer has taken it
             return
         if self.file_fd >= 0:
             self._send_file()
