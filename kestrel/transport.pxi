@@ -411,6 +411,12 @@ cdef class MemoryTransport(Transport):
     def held_bytes(self):
         return self.held()
 
+    @property
+    def processor(self):
+        """The protocol above this transport (the Http1Processor of its connection), which
+        tests reach its Python-level methods through: upgrade() and send_raw()."""
+        return self.protocol
+
     cdef Py_ssize_t _take(self, const char* data, Py_ssize_t size):
         if self.window >= 0:
             size = min(size, self.window)
