@@ -275,15 +275,24 @@ cdef class Transport(EpollHandler):
     cdef bint reading_paused
     cdef RateClock write_clock        # while output is blocked: the minimum response rate
     cdef object peer
+    @cython.final
     cdef int write(self, OutputBuffer out) except -1
+    @cython.final
     cdef Py_ssize_t held(self) noexcept
     cdef long long send_file(self, int fd, off_t* offset, long long count) except -2
+    @cython.final
     cdef void _counted(self, ssize_t sent) noexcept
+    @cython.final
     cdef void _blocked(self)
+    @cython.final
     cdef void _unblocked(self)
+    @cython.final
     cdef void reset_write_clock(self) noexcept
+    @cython.final
     cdef void _flush_held(self)
+    @cython.final
     cdef void pause_reading(self)
+    @cython.final
     cdef void resume_reading(self)
     cdef void _set_events(self, uint32_t events)
     cdef void shutdown_write(self)
@@ -291,6 +300,7 @@ cdef class Transport(EpollHandler):
     cdef object peer_address(self)
     cdef void close(self)
     cdef void abort(self)
+    @cython.final
     cdef void _lost(self, int error)
     cdef ssize_t _send(self, const char* data, Py_ssize_t size)
     cdef ssize_t _sendv(self, iovec* iov, int count)
@@ -477,39 +487,72 @@ cdef class Http1Processor(RequestOwner):
     cdef int file_fd                  # a FileResponse being sent, or -1
     cdef off_t file_offset
     cdef long long file_remaining
+    @cython.final
     cdef void _enter(self, int state)
-    cdef int _deadline_kind(self)
-    cdef void _update_deadline(self)
+    @cython.final
+    cdef int _deadline_kind(self) noexcept
+    @cython.final
+    cdef void _update_deadline(self) noexcept
+    @cython.final
     cdef void _end(self, int reason)
+    @cython.final
     cdef void _process_held(self)
+    @cython.final
     cdef void _process(self, char* data, Py_ssize_t size)
+    @cython.final
     cdef Py_ssize_t _input_held(self) noexcept
+    @cython.final
     cdef void _check_input_watermark(self)
+    @cython.final
     cdef Py_ssize_t _process_ptr(self, char* data, Py_ssize_t size)
+    @cython.final
     cdef void _start_request(self, RequestHead head)
+    @cython.final
     cdef void _task_result(self, task)
+    @cython.final
     cdef void _after_response(self)
+    @cython.final
     cdef void _handler_done(self, result, exc)
+    @cython.final
     cdef void _write_error(self, Request request, exc)
+    @cython.final
     cdef Response _app_error_response(self, Request request, exc)
+    @cython.final
     cdef int _write_response(self, Request request, int status, headers, bytes body,
                              content_type, long long length=*) except -1
+    @cython.final
     cdef void _response_finished(self, Request request)
+    @cython.final
     cdef void _start_stream(self, Request request, StreamingResponse response)
+    @cython.final
     cdef bint _start_file(self, Request request, FileResponse response) except -1
+    @cython.final
     cdef void _send_file(self)
+    @cython.final
     cdef void _close_file(self) noexcept
+    @cython.final
     cdef void _flush(self)
+    @cython.final
     cdef void _output_progress(self)
+    @cython.final
     cdef void _reject(self, int reason)
+    @cython.final
     cdef void _close_silently(self)
+    @cython.final
     cdef void _close_if_done(self)
+    @cython.final
     cdef void _input_idle(self)
+    @cython.final
     cdef void _start_drain(self, Request request)
+    @cython.final
     cdef void _linger(self)
+    @cython.final
     cdef void check_deadlines(self, double now)
+    @cython.final
     cdef void _upgraded_input(self, bytes data)
+    @cython.final
     cdef void close(self)
+    @cython.final
     cdef void abort(self)
 
 # ---- The watchdog's thread (watchdog.pxi).
