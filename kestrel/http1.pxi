@@ -556,7 +556,9 @@ cdef class Http1Processor(RequestOwner):
             return
         task = context._start_task(self._stream_body(request, response, chunked, declared))
         if task.done():
-            self._on_stream_done(task)
+            # Sent in its first step, as a Response is: its caller goes on with held input
+            # (here it may be inside _process_held, which must not be entered again).
+            self._on_stream_done(task, False)
         else:
             self.task = task
             task.add_done_callback(self._on_stream_done)
@@ -617,7 +619,9 @@ cdef class Http1Processor(RequestOwner):
             elif not is_async and hasattr(iterator, "close"):
                 iterator.close()
 
-    def _on_stream_done(self, task):
+    def _on_stream_done(self, task, bint go_on=True):
+        """The stream's body has been sent (or failed); with `go_on`, as a done callback,
+        the connection then goes on with the requests held behind it."""
         if self.task is task:
             self.task = None
         # Retrieved even when the connection is gone: a stream that ended because the client
@@ -633,7 +637,8 @@ cdef class Http1Processor(RequestOwner):
                 self.abort()
                 return
             self._response_finished(self.current)
-            self._after_response()
+            if go_on:
+                self._after_response()
         except BaseException as exc:
             _log.exception("connection failed", exc_info=exc)
             self.abort()
