@@ -439,7 +439,12 @@ cdef class ServiceContext:
     # A handler's first step (handler_step.pxi).
     cdef object step_result
     cdef object spare_task            # a first step's RequestTask nothing kept (reused)
+    # Parsers not in use: a connection holds one only while a message is in progress (a head
+    # or body partly in); an idle keep-alive connection holds none (http1.pxi, _park_parser).
+    cdef list spare_parsers
     cdef HttpParser _new_parser(self)
+    cdef HttpParser _take_parser(self)
+    cdef void _give_parser(self, HttpParser parser)
     cdef object _start_handler(self, coro)
     cdef object _start_task(self, coro)
     cdef void connection_closed(self, Http1Processor processor) noexcept
@@ -470,7 +475,7 @@ cdef class Listener(EpollHandler):
 
 cdef class Http1Processor(RequestOwner):
     cdef ServiceContext context
-    cdef HttpParser parser
+    cdef HttpParser parser            # None while no message is in progress (_park_parser)
     cdef Pipe held_in                 # input not parsed yet (pipelined requests)
     cdef Request current              # the request in flight (READING, HANDLING), or None
     cdef object task                  # the handler's or the stream's Task, if it suspended
@@ -505,6 +510,8 @@ cdef class Http1Processor(RequestOwner):
     cdef void _check_input_watermark(self)
     @cython.final
     cdef Py_ssize_t _process_ptr(self, char* data, Py_ssize_t size)
+    @cython.final
+    cdef void _park_parser(self)
     @cython.final
     cdef void _start_request(self, RequestHead head)
     @cython.final

@@ -2,6 +2,10 @@
 # rejection reasons and the character classes of RFC 9110 / RFC 9112.
 
 # ---- Default limits. Each follows ASP.NET Core Kestrel's KestrelServerLimits unless noted.
+# Spare parsers a server keeps (service_context.pxi): a connection takes one only while a
+# message is in progress, so this is about the requests parsed at once, not the connections.
+cdef Py_ssize_t MAX_SPARE_PARSERS = 64
+
 DEFAULT_MAX_REQUEST_LINE_SIZE = 8192          # Kestrel MaxRequestLineSize; nginx large_client_header_buffers 8k
 DEFAULT_MAX_REQUEST_HEADERS_SIZE = 32768      # Kestrel MaxRequestHeadersTotalSize (32 KiB)
 DEFAULT_MAX_REQUEST_HEADERS = 100             # Kestrel MaxRequestHeaderCount; Apache LimitRequestFields

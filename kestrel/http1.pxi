@@ -96,7 +96,6 @@ cdef class Http1Processor(RequestOwner):
         self.context = context
         self.transport = transport
         transport.protocol = self
-        self.parser = context._new_parser()
         self.body_limit = context.max_request_body_size
         self.state = PS_IDLE
         self.end_reason = -1
@@ -151,7 +150,8 @@ cdef class Http1Processor(RequestOwner):
                 # A response is still going out (the response rate watches that): the idle
                 # clock starts when the connection is really idle.
                 return DL_NONE
-            if (self.parser.state == S_START_LINE and self.parser.line_len == 0
+            if ((self.parser is None or (self.parser.state == S_START_LINE
+                                         and self.parser.line_len == 0))
                     and (self.held_in is None or self.held_in.size == 0)):
                 return DL_KEEP_ALIVE
             return DL_HEADERS
@@ -247,6 +247,10 @@ cdef class Http1Processor(RequestOwner):
         cdef HttpParser parser = self.parser
         cdef Py_ssize_t pos = 0
         cdef int event
+        if parser is None and (self.state < PS_HANDLING or self.state == PS_DRAINING):
+            # An idle connection gave its parser back (_park_parser): a spare one, at the
+            # start of a message as that one was, takes over.
+            parser = self.parser = self.context._take_parser()
         while self.state < PS_HANDLING or self.state == PS_DRAINING:
             if parser.state == S_ERROR:
                 return size  # refused already: the rest is not looked at
@@ -742,7 +746,8 @@ cdef class Http1Processor(RequestOwner):
         if self.current is not None:
             # A framing error or limit in the body of a request being handled: the handler's
             # next read raises it; left uncaught, its status is the response (_handler_done).
-            self.current._fail_body(HttpParseError(reason, self.parser.error_detail or ""))
+            self.current._fail_body(HttpParseError(
+                reason, (self.parser.error_detail if self.parser is not None else None) or ""))
             self.closing = True
             return
         if self.state == PS_DRAINING:
@@ -825,6 +830,8 @@ cdef class Http1Processor(RequestOwner):
         cdef RequestBody body
         cdef int kind = self.deadline.kind
         cdef int unsent
+        if kind == DL_KEEP_ALIVE and self.parser is not None:
+            self._park_parser()
         if kind != DL_NONE and now >= self.deadline.at:
             if kind == DL_LINGER:
                 self.close()
@@ -881,6 +888,16 @@ cdef class Http1Processor(RequestOwner):
                               / rate_clock_waited(&transport.write_clock, now),
                               context.min_response_rate)
             self.abort()
+
+    cdef void _park_parser(self):
+        """An idle connection gives its parser back to the server. The heartbeat asks, so a
+        busy connection keeps its own and pays nothing per request, and an idle keep-alive
+        connection holds no parser, last head, or that head's fields after one tick."""
+        cdef HttpParser parser = self.parser
+        if (parser.state == S_START_LINE and parser.line_len == 0
+                and parser.start_line_bytes == 0):
+            self.parser = None
+            self.context._give_parser(parser)
 
     # ---- The upgraded state: after a protocol switch, bytes bypass the parser.
 

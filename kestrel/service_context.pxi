@@ -18,6 +18,24 @@ cdef class ServiceContext:
                           max_request_headers=self.max_request_headers,
                           max_request_body_size=self.max_parser_body_size)
 
+    cdef HttpParser _take_parser(self):
+        """A parser at the start of a message: a spare one, or a new one."""
+        cdef list spare = self.spare_parsers
+        if spare:
+            return <HttpParser>spare.pop()
+        return self._new_parser()
+
+    cdef void _give_parser(self, HttpParser parser):
+        """Take back a parser between messages (state S_START_LINE, nothing buffered). It
+        forgets the last head, so no request's objects stay alive through it."""
+        parser.head = None
+        parser._trailers = None
+        parser.error_detail = None
+        if self.spare_parsers is None:
+            self.spare_parsers = []
+        if len(self.spare_parsers) < MAX_SPARE_PARSERS:
+            self.spare_parsers.append(parser)
+
     cdef void connection_closed(self, Http1Processor processor) noexcept:
         self.connections.discard(processor)
 
