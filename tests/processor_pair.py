@@ -30,11 +30,15 @@ DATE_LINE_PREFIX = b"date: "
 class ProcessorPair:
     """One server and one in-memory connection to it (see the module docstring)."""
 
-    def __init__(self, app: Callable[..., Any], limits: kestrel.Limits | None = None,
-                 window: int | None = None, **server: Any) -> None:
+    def __init__(
+        self,
+        app: Callable[..., Any],
+        limits: kestrel.Limits | None = None,
+        window: int | None = None,
+        **server: Any,
+    ) -> None:
         self.loop = kestrel.new_event_loop()
-        self.server = HttpServer(app, loop=self.loop, limits=limits, server_header=None,
-                                 **server)
+        self.server = HttpServer(app, loop=self.loop, limits=limits, server_header=None, **server)
         self.transport: MemoryTransport = self.server.open_in_memory()
         self.window = window
         if window is not None:
@@ -45,7 +49,7 @@ class ProcessorPair:
     def send(self, data: bytes, split: Iterable[int] = ()) -> None:
         """Send `data`, cut at the offsets in `split`; the loop runs after every piece."""
         start = 0
-        for cut in sorted(set(split)) + [len(data)]:
+        for cut in [*sorted(set(split)), len(data)]:
             if cut > start:
                 self._from_loop(self.transport.feed, data[start:cut])
             start = max(start, cut)
