@@ -134,6 +134,7 @@ cdef class HttpParser(HttpMessageParser):
 from libc.stdint cimport uint32_t
 from kestrel.includes.system cimport epoll_event, iovec
 from posix.types cimport off_t
+from cpython.ref cimport PyObject
 
 
 cdef class EpollHandler:
@@ -441,7 +442,8 @@ cdef class ServiceContext:
     cdef object spare_task            # a first step's RequestTask nothing kept (reused)
     # Parsers not in use: a connection holds one only while a message is in progress (a head
     # or body partly in); an idle keep-alive connection holds none (http1.pxi, _park_parser).
-    cdef list spare_parsers
+    cdef PyObject* spare_parsers[64]  # MAX_SPARE_PARSERS, each holding a reference
+    cdef int spare_count
     cdef HttpParser _new_parser(self)
     cdef HttpParser _take_parser(self)
     cdef void _give_parser(self, HttpParser parser)

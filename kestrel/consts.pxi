@@ -4,7 +4,8 @@
 # ---- Default limits. Each follows ASP.NET Core Kestrel's KestrelServerLimits unless noted.
 # Spare parsers a server keeps (service_context.pxi): a connection takes one only while a
 # message is in progress, so this is about the requests parsed at once, not the connections.
-cdef Py_ssize_t MAX_SPARE_PARSERS = 64
+cdef enum:
+    MAX_SPARE_PARSERS = 64  # the size of ServiceContext.spare_parsers (_core.pxd)
 
 DEFAULT_MAX_REQUEST_LINE_SIZE = 8192          # Kestrel MaxRequestLineSize; nginx large_client_header_buffers 8k
 DEFAULT_MAX_REQUEST_HEADERS_SIZE = 32768      # Kestrel MaxRequestHeadersTotalSize (32 KiB)

@@ -186,6 +186,8 @@ cdef class Http1Processor(RequestOwner):
             self._process(data, size)
         self._flush()  # and the deadline follows (write_ready)
         self._check_input_watermark()
+        if self.state == PS_IDLE and self.parser is not None:
+            self._park_parser()
 
     cdef void eof_received(self):
         """The client will send nothing more (it may still read: a half-close).
@@ -389,6 +391,8 @@ cdef class Http1Processor(RequestOwner):
             self.body_consumed()
             self._input_idle()
         self._update_deadline()
+        if self.state == PS_IDLE and self.parser is not None:
+            self._park_parser()
 
     cdef void _handler_done(self, result, exc):
         cdef Request request = self.current
@@ -890,9 +894,11 @@ cdef class Http1Processor(RequestOwner):
             self.abort()
 
     cdef void _park_parser(self):
-        """An idle connection gives its parser back to the server. The heartbeat asks, so a
-        busy connection keeps its own and pays nothing per request, and an idle keep-alive
-        connection holds no parser, last head, or that head's fields after one tick."""
+        """Between requests, with nothing of the next one in, give the parser back to the
+        server: an idle keep-alive connection holds no parser, last head, or that head's
+        fields. Asked at the end of a read and of an asynchronous response (never while a
+        parse is under way), and by the heartbeat; the next message takes a spare one, so a
+        busy server needs about as many parsers as it has requests being parsed at once."""
         cdef HttpParser parser = self.parser
         if (parser.state == S_START_LINE and parser.line_len == 0
                 and parser.start_line_bytes == 0):

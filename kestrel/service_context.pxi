@@ -20,21 +20,31 @@ cdef class ServiceContext:
 
     cdef HttpParser _take_parser(self):
         """A parser at the start of a message: a spare one, or a new one."""
-        cdef list spare = self.spare_parsers
-        if spare:
-            return <HttpParser>spare.pop()
+        cdef HttpParser parser
+        if self.spare_count:
+            self.spare_count -= 1
+            parser = <HttpParser>self.spare_parsers[self.spare_count]
+            Py_DECREF(parser)  # the array's reference (the cast above took one of its own)
+            return parser
         return self._new_parser()
 
     cdef void _give_parser(self, HttpParser parser):
         """Take back a parser between messages (state S_START_LINE, nothing buffered). It
-        forgets the last head, so no request's objects stay alive through it."""
+        forgets the last head, so no request's objects stay alive through it. The spares are
+        a C array, not a list: a keep-alive connection gives and takes one per request, and a
+        list would resize on every pop and append."""
         parser.head = None
         parser._trailers = None
         parser.error_detail = None
-        if self.spare_parsers is None:
-            self.spare_parsers = []
-        if len(self.spare_parsers) < MAX_SPARE_PARSERS:
-            self.spare_parsers.append(parser)
+        if self.spare_count < MAX_SPARE_PARSERS:
+            Py_INCREF(parser)
+            self.spare_parsers[self.spare_count] = <PyObject*>parser
+            self.spare_count += 1
+
+    def __dealloc__(self):
+        while self.spare_count:
+            self.spare_count -= 1
+            Py_DECREF(<object>self.spare_parsers[self.spare_count])
 
     cdef void connection_closed(self, Http1Processor processor) noexcept:
         self.connections.discard(processor)
