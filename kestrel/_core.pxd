@@ -454,6 +454,7 @@ cdef class ServiceContext:
 
 cdef class HttpServer(ServiceContext):
     cdef EpollSelector selector
+    cdef int max_kernel_unsent        # TCP_NOTSENT_LOWAT per accepted socket; 0: none
     cdef double heartbeat_interval
     cdef object heartbeat
     cdef list listeners

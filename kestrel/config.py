@@ -47,6 +47,12 @@ class Limits:
         _core.DEFAULT_MAX_RESPONSE_BUFFER_SIZE,
         "unsent output per connection before a writer waits (resumes at half)",
     )
+    max_kernel_unsent: int = _limit(
+        _core.DEFAULT_MAX_KERNEL_UNSENT,
+        "most bytes the kernel takes unsent per connection (TCP_NOTSENT_LOWAT; "
+        "off: the kernel's default, megabytes for a stalled reader)",
+        zero_disables=True,
+    )
     keep_alive_timeout: float = _limit(
         _core.DEFAULT_KEEP_ALIVE_TIMEOUT, "idle time before a keep-alive connection closes"
     )
@@ -105,3 +111,5 @@ class Limits:
             raise ValueError("max_request_buffer_size must be at least 8192 bytes")
         if self.max_response_buffer_size < 4096:
             raise ValueError("max_response_buffer_size must be at least 4096 bytes")
+        if self.max_kernel_unsent > 2**31 - 1:
+            raise ValueError("max_kernel_unsent must fit the kernel's int (at most 2**31 - 1)")

@@ -25,7 +25,7 @@ cdef class Listener(EpollHandler):
         self.short_of_descriptors = False
 
     cdef void on_events(self, uint32_t events) noexcept:
-        cdef int fd, one = 1, unsent = DEFAULT_MAX_KERNEL_UNSENT
+        cdef int fd, one = 1, unsent = self.server.max_kernel_unsent
         while True:
             fd = accept4(self.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)
             if fd < 0:
@@ -46,7 +46,8 @@ cdef class Listener(EpollHandler):
                     self.pause()
                 return
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
-            setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &unsent, sizeof(unsent))
+            if unsent > 0:  # 0: the kernel's default (no bound on what it takes unsent)
+                setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &unsent, sizeof(unsent))
             try:
                 self.server._open_connection(fd)
             except BaseException as exc:

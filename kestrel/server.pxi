@@ -39,6 +39,7 @@ cdef class HttpServer(ServiceContext):
             limits, "max_request_buffer_size", DEFAULT_MAX_REQUEST_BUFFER_SIZE)
         cdef Py_ssize_t max_response_buffer_size = _limit(
             limits, "max_response_buffer_size", DEFAULT_MAX_RESPONSE_BUFFER_SIZE)
+        cdef int max_kernel_unsent = _limit(limits, "max_kernel_unsent", DEFAULT_MAX_KERNEL_UNSENT)
         cdef double keep_alive_timeout = _limit(
             limits, "keep_alive_timeout", DEFAULT_KEEP_ALIVE_TIMEOUT)
         cdef double request_headers_timeout = _limit(
@@ -66,6 +67,7 @@ cdef class HttpServer(ServiceContext):
         self.max_request_buffer_size = max_request_buffer_size
         self.min_request_buffer_size = max_request_buffer_size // 2
         self.max_response_buffer_size = max_response_buffer_size
+        self.max_kernel_unsent = max_kernel_unsent  # TCP_NOTSENT_LOWAT per socket; 0: none
         self.listeners = []
         self.connections = set()
         self.rejections = {}
