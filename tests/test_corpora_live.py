@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import re
 import socket
 import sys
 import time
@@ -35,7 +34,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import h11
 import pytest
+import wire
 from test_corpora import (
     LLHTTP_EXCEPTIONS,
     LLHTTP_PENDING_LINE,
@@ -140,7 +141,7 @@ class Exchange:
     responses: tuple[LiveResponse, ...]  # final responses, in order
     closed_at: float | None  # when the server's FIN or RST arrived (None: never, until TAIL)
     reset: bool
-    garbage: bytes  # what did not parse as a response
+    garbage: bytes  # what did not parse as a response (read_responses)
     send_error: str | None
 
     def summary(self) -> str:
@@ -153,66 +154,59 @@ class Exchange:
         return f"[{', '.join(parts)}] {closed}{extra}"
 
 
-_STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([0-9]{3})[^\r\n]*\r\n")
-
-
-def parse_responses(
-    data: bytes, arrivals: list[tuple[int, float]]
+def read_responses(
+    chunks: list[tuple[bytes, float]], closed_at: float | None, methods: list[str]
 ) -> tuple[list[int], list[LiveResponse], bytes]:
-    """Split the bytes the server sent into responses (the engine always frames its bodies
-    with Content-Length); `arrivals` maps byte offsets to the time they had arrived by."""
+    """The responses in what the server sent, read by wire.ResponseParser: `chunks` are the
+    pieces received with the time each had arrived by, `closed_at` the time of the server's
+    close (None: it did not close), and methods[i] the method of the i-th request (a HEAD
+    response has no body; GET after those).
 
-    def time_of(offset: int) -> float:
-        for end, at in arrivals:
-            if end >= offset:
-                return at
-        return float("inf")
-
+    Returns the 1xx statuses, the final responses (each timed by the piece that completed
+    its head), and the bytes after the last complete response: the rest of a response cut
+    short or that h11 refused, or anything after a response that said it closes."""
+    parser = wire.ResponseParser()
+    received = b""
+    done = 0  # end of the last complete response (or 1xx) in `received`
     interim: list[int] = []
     responses: list[LiveResponse] = []
-    pos = 0
-    while pos < len(data):
-        line = _STATUS_LINE.match(data, pos)
-        end = data.find(b"\r\n\r\n", pos)
-        if line is None or end < 0:
-            break
-        status = int(line.group(1))
-        headers: dict[bytes, bytes] = {}
-        for field in data[line.end() : end].split(b"\r\n"):
-            if field:
-                name, _, value = field.partition(b":")
-                headers[name.strip().lower()] = value.strip()
-        head_end = end + 4
-        if 100 <= status < 200 and status != 101:
-            interim.append(status)
-            pos = head_end
-            continue
-        length = int(headers.get(b"content-length", b"0"))
-        if status in (204, 304) or headers.get(b"x-echo-method") == b"HEAD":
-            length = 0
-        if head_end + length > len(data):
-            # An engine response to a HEAD request has no body whatever its Content-Length
-            # says; it is the last thing on the connection.
-            if head_end == len(data) and b"x-echo-method" not in headers:
-                length = 0
-            else:
-                break
-        responses.append(
-            LiveResponse(status, headers, data[head_end : head_end + length], time_of(head_end))
-        )
-        pos = head_end + length
-    return interim, responses, data[pos:]
+    head_at: float | None = None  # when the head of the response being read had arrived
+    pieces = chunks if closed_at is None else [*chunks, (b"", closed_at)]
+    try:
+        for chunk, at in pieces:
+            received += chunk
+            parser.receive(chunk)
+            while not parser.closing:
+                n = len(responses)
+                response = parser.next_response(methods[n] if n < len(methods) else "GET")
+                if response is None:
+                    if not parser.started:
+                        done = len(received) - len(parser.unread)
+                    elif head_at is None:
+                        head_at = at
+                    break
+                interim += response.interim
+                headers = {k.encode("latin-1"): v.encode("latin-1") for k, v in response.headers}
+                at_head = at if head_at is None else head_at
+                responses.append(LiveResponse(response.status, headers, response.body, at_head))
+                head_at = None
+                done = len(received) - len(parser.unread)
+    except h11.RemoteProtocolError:
+        pass  # refused, or cut short by the close: the rest is garbage
+    return interim + parser.interim, responses, received[done:]
 
 
-def exchange(port: int, data: bytes, *, half_close_after: float | None) -> Exchange:
-    """Send `data` on a new connection and read until the server closes, or TAIL passes.
+def exchange(
+    port: int, data: bytes, methods: list[str], *, half_close_after: float | None
+) -> Exchange:
+    """Send `data` on a new connection and read until the server closes, or TAIL passes;
+    methods[i] is the method of the i-th request in `data` (read_responses).
 
     half_close_after: once that long has passed after sending (and the server has not closed),
     shut down our side, as a client does at the end of its input.
     """
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    received = bytearray()
-    arrivals: list[tuple[int, float]] = []
+    chunks: list[tuple[bytes, float]] = []
     closed_at: float | None = None
     reset = False
     send_error: str | None = None
@@ -245,11 +239,10 @@ def exchange(port: int, data: bytes, *, half_close_after: float | None) -> Excha
             if not chunk:
                 closed_at = time.monotonic() - start
                 break
-            received += chunk
-            arrivals.append((len(received), time.monotonic() - start))
+            chunks.append((chunk, time.monotonic() - start))
     finally:
         sock.close()
-    interim, responses, garbage = parse_responses(bytes(received), arrivals)
+    interim, responses, garbage = read_responses(chunks, closed_at, methods)
     return Exchange(tuple(interim), tuple(responses), closed_at, reset, garbage, send_error)
 
 
@@ -287,6 +280,12 @@ def _pending_line_job(key: str) -> Job:
     return (f"llhttp-line:{key}", with_host(case.raw) + b"\r\n", WINDOW)
 
 
+def request_methods(data: bytes) -> list[str]:
+    """The method of each request the server reads in `data`, in order, as far as it reads:
+    those of the heads its parser completes, which is what the responses answer."""
+    return [head.method for head in run_kestrel([data]).heads]
+
+
 @pytest.fixture(scope="module")
 def exchanges(request: pytest.FixtureRequest, server_port: int) -> dict[str, Exchange]:
     """Every selected case of this module, run concurrently against the one server."""
@@ -307,7 +306,9 @@ def exchanges(request: pytest.FixtureRequest, server_port: int) -> dict[str, Exc
         jobs[job[0]] = job
     with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
         futures = {
-            key: pool.submit(exchange, server_port, data, half_close_after=half)
+            key: pool.submit(
+                exchange, server_port, data, request_methods(data), half_close_after=half
+            )
             for key, data, half in jobs.values()
         }
         return {key: future.result() for key, future in futures.items()}

@@ -101,6 +101,11 @@ class ResponseParser:
         return self._response is not None
 
     @property
+    def interim(self) -> list[int]:
+        """The 1xx statuses received before the response being read (not yet complete)."""
+        return list(self._interim)
+
+    @property
     def closing(self) -> bool:
         """Between responses, and the server said (or its framing implied) that it closes."""
         return not self._reading and self._h11.their_state in (h11.MUST_CLOSE, h11.CLOSED)
