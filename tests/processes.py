@@ -3,6 +3,7 @@ started server answers, and the CLI started on a port and stopped afterwards."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 START_TIMEOUT_S = 10.0
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -62,6 +64,36 @@ def cli_server(
         if process.poll() is None:
             process.kill()
         process.communicate()
+
+
+@contextmanager
+def logged_server(
+    app_source: str, app_module: str, *args: str, tmp_path: Path, prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`python -m kestrel` serving `app_source` (written to tmp_path/APP_MODULE.py) on a free
+    port, its output in tmp_path/server.log, once it listens; `prefix` runs it under a
+    wrapper (taskset, prlimit). Terminated on the way out (killed after 5 s)."""
+    (tmp_path / f"{app_module}.py").write_text(app_source)
+    port = free_port()
+    log_path = tmp_path / "server.log"
+    command = [
+        *prefix,
+        *(sys.executable, "-m", "kestrel", f"{app_module}:app", "--port", str(port)),
+        *("--no-access-log", "--log-level", "warning", *args),
+    ]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=log, env=env)
+        try:
+            wait_until_listening(process, port, log_path.read_text)
+            yield process, port
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def send_queues(port: int) -> list[tuple[str, int]]:

@@ -9,12 +9,10 @@ must wait, and the blocks the connection holds must stay near max_response_buffe
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import socket
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -22,13 +20,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from processes import free_port, send_queues, wait_until_listening
+from processes import logged_server, send_queues
 
 from kestrel import StreamingResponse, serve_in_thread
 from kestrel._core import Request
 
 MIB = 1 << 20
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def rss_bytes() -> int:
@@ -245,26 +242,11 @@ def prometheus_value(port: int, name: str) -> float:
 @contextmanager
 def stall_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """`python -m kestrel` serving STALL_APP, with its metrics at /metrics."""
-    (tmp_path / "stall_app.py").write_text(STALL_APP)
-    port = free_port()
-    log = (tmp_path / "server.log").open("wb")
-    command = [
-        *(sys.executable, "-m", "kestrel", "stall_app:app", "--port", str(port)),
-        *("--no-access-log", "--log-level", "warning", "--metrics-path", "/metrics"),
-    ]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=log, env=env)
-    try:
-        wait_until_listening(process, port, (tmp_path / "server.log").read_text)
+    with logged_server(STALL_APP, "stall_app", "--metrics-path", "/metrics", tmp_path=tmp_path) as (
+        process,
+        port,
+    ):
         yield process, port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def wait_until_send_queues_settle(port: int, count: int) -> list[int]:

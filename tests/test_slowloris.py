@@ -37,7 +37,6 @@ import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -45,9 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from processes import free_port, wait_until_listening
-
-ROOT = Path(__file__).resolve().parents[1]
+from processes import logged_server
 
 HEADERS_TIMEOUT = 2.0
 SLOWLORIS = 500
@@ -79,31 +76,18 @@ def descriptor_limit(wanted: int) -> tuple[int, int]:
 @contextlib.contextmanager
 def kestrel_server(tmp_path: Path) -> Iterator[int]:
     """`python -m kestrel` on core 0, with room for the slowloris connections."""
-    (tmp_path / "slowloris_app.py").write_text(APP)
-    port = free_port()
     soft, hard = descriptor_limit(8192)
     hard_text = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
-    log = (tmp_path / "server.log").open("wb")
-    command = [
+    prefix = (
         *("prlimit", f"--nofile={soft}:{hard_text}", "--"),
         *("taskset", "-c", str(SERVER_CORE)),
-        *(sys.executable, "-m", "kestrel", "slowloris_app:app", "--port", str(port)),
-        *("--request-headers-timeout", str(HEADERS_TIMEOUT), "--metrics-path", "/metrics"),
-        *("--no-access-log", "--log-level", "warning"),
-    ]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=log, env=env)
-    try:
-        wait_until_listening(process, port, (tmp_path / "server.log").read_text)
+    )
+    args = ("--request-headers-timeout", str(HEADERS_TIMEOUT), "--metrics-path", "/metrics")
+    with logged_server(APP, "slowloris_app", *args, tmp_path=tmp_path, prefix=prefix) as (
+        _process,
+        port,
+    ):
         yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def wrk(port: int) -> float:
