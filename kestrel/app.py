@@ -219,8 +219,11 @@ class App(Router):
             # Uploads spooled to temporary files are closed once the handler is done with
             # them, so a handler that forgets to close its form does not leak descriptors.
             await request._form.aclose()
-        # Without middleware the engine maps the result itself (the same to_response).
-        return to_response(result) if self._convert else result
+        if type(result) is Response or not self._convert:
+            # A Response needs no mapping; without middleware the engine maps the result
+            # itself (with the same to_response).
+            return result
+        return to_response(result)
 
     def error_response(self, request: Request, exc: Exception) -> Response | None:
         """The engine's question when an exception escaped the middleware onion: an
