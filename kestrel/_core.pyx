@@ -23,7 +23,8 @@ This module is assembled from fragments, each with its own theory of operation:
 - listener.pxi          accepting connections
 - server.pxi            the server object, the connection table, the heartbeat
 
-Each fragment depends only on fragments listed before it.
+Each fragment depends only on fragments listed before it, and has its declarations in
+kestrel/declarations/ (one .pxd each, included by _core.pxd in the same order).
 
 The core never imports the Python layer, except kestrel.datastructures (a leaf module) for
 the MutableHeaders a Response hands out and the QueryParams split_query makes; the Python
