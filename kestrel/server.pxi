@@ -271,7 +271,7 @@ cdef class HttpServer(ServiceContext):
         for connection in list(self.connections):
             (<Http1Processor>connection).check_deadlines(now)
 
-    cdef void connection_closed(self, Http1Processor connection) noexcept:
+    cdef void connection_closed(self, Protocol connection) noexcept:
         self.connections.discard(connection)
         if self.max_connections:
             try:

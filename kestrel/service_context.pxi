@@ -46,7 +46,7 @@ cdef class ServiceContext:
             self.spare_count -= 1
             Py_DECREF(<object>self.spare_parsers[self.spare_count])
 
-    cdef void connection_closed(self, Http1Processor processor) noexcept:
+    cdef void connection_closed(self, Protocol processor) noexcept:
         self.connections.discard(processor)
 
     cdef object _start_handler(self, coro):

@@ -53,4 +53,4 @@ cdef class ServiceContext:
     cdef void _give_parser(self, HttpParser parser)
     cdef object _start_handler(self, coro)
     cdef object _start_task(self, coro)
-    cdef void connection_closed(self, Http1Processor processor) noexcept
+    cdef void connection_closed(self, Protocol processor) noexcept
