@@ -477,6 +477,7 @@ cdef class Http1Processor(RequestOwner):
     cdef int file_fd                  # a FileResponse being sent, or -1
     cdef off_t file_offset
     cdef long long file_remaining
+    cdef bint parsing                 # inside _process_ptr (a response may finish there)
     cdef void _enter(self, int state)
     cdef int _deadline_kind(self)
     cdef void _update_deadline(self)
@@ -486,6 +487,7 @@ cdef class Http1Processor(RequestOwner):
     cdef Py_ssize_t _input_held(self) noexcept
     cdef void _check_input_watermark(self)
     cdef Py_ssize_t _process_ptr(self, char* data, Py_ssize_t size)
+    cdef Py_ssize_t _parse_ptr(self, char* data, Py_ssize_t size)
     cdef void _start_request(self, RequestHead head)
     cdef void _task_result(self, task)
     cdef void _after_response(self)
