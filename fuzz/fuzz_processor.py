@@ -355,19 +355,36 @@ _unraisable: list[Any] = []
 _loop_errors: list[dict[str, Any]] = []
 
 
-def _install_capture() -> None:
-    for name in ("kestrel", "asyncio"):
-        logger = logging.getLogger(name)
-        logger.handlers[:] = [_capture]
-        logger.propagate = False
-        logger.setLevel(logging.WARNING)
-    logging.getLogger("kestrel.access").setLevel(logging.CRITICAL)
+def _unraisable_hook(unraisable: Any) -> None:
+    _unraisable.append((unraisable.exc_type, unraisable.exc_value, unraisable.err_msg,
+                        repr(unraisable.object)[:200]))
 
-    def hook(unraisable: Any) -> None:
-        _unraisable.append((unraisable.exc_type, unraisable.exc_value, unraisable.err_msg,
-                            repr(unraisable.object)[:200]))
 
-    sys.unraisablehook = hook
+class _Capturing:
+    """While a case runs: kestrel's and asyncio's log records, and unraisable exceptions, go
+    to this harness only (restored after, so importing the module changes nothing)."""
+
+    NAMES = ("kestrel", "asyncio", "kestrel.access")
+
+    def __enter__(self) -> None:
+        self.saved = [(logging.getLogger(n), logging.getLogger(n).handlers[:],
+                       logging.getLogger(n).propagate, logging.getLogger(n).level)
+                      for n in self.NAMES]
+        self.hook = sys.unraisablehook
+        for name in ("kestrel", "asyncio"):
+            logger = logging.getLogger(name)
+            logger.handlers[:] = [_capture]
+            logger.propagate = False
+            logger.setLevel(logging.WARNING)
+        logging.getLogger("kestrel.access").setLevel(logging.CRITICAL)
+        sys.unraisablehook = _unraisable_hook
+
+    def __exit__(self, *exc: object) -> None:
+        for logger, handlers, propagate, level in self.saved:
+            logger.handlers[:] = handlers
+            logger.propagate = propagate
+            logger.setLevel(level)
+        sys.unraisablehook = self.hook
 
 
 def _loop_exception_handler(loop: Any, context: dict[str, Any]) -> None:
@@ -496,6 +513,11 @@ STRICT_POOL = os.environ.get("KESTREL_FUZZ_POOL_AFTER_GC", "") in ("", "0")
 
 
 def run_case(case: Case, feedback: Feedback = _no_feedback) -> None:
+    with _Capturing():
+        _run_case(case, feedback)
+
+
+def _run_case(case: Case, feedback: Feedback = _no_feedback) -> None:
     gc.collect()
     counters_before = _core.debug_counters()
     _capture.records.clear()
@@ -665,7 +687,6 @@ def check_input(data: bytes, feedback: Feedback = _no_feedback) -> None:
     run_case(decode_case(PyDataProvider(data)), feedback)
 
 
-_install_capture()
 
 
 def main(argv: list[str]) -> None:
@@ -679,7 +700,7 @@ def main(argv: list[str]) -> None:
     def feedback(signature: Hashable) -> None:
         atheris._trace_branch(pool[zlib.crc32(repr(signature).encode()) % len(pool)])
 
-    for func in (run_case, decode_case, _parse_output, _model, _template, _chunked):
+    for func in (_run_case, decode_case, _parse_output, _model, _template, _chunked):
         atheris.instrument_func(func)
     atheris.instrument_func(App.__call__)
 
