@@ -114,6 +114,8 @@ class HttpParser:
     @property
     def messages_completed(self) -> int: ...
 
+DEBUG_BUILD: bool
+
 def debug_counters() -> dict[str, int]: ...
 
 END_REASONS: Final[tuple[str, ...]]  # why connections end, as metrics name them

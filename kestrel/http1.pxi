@@ -246,6 +246,14 @@ cdef class Http1Processor(RequestOwner):
 
     cdef Py_ssize_t _process_ptr(self, char* data, Py_ssize_t size):
         """Run the parser over data while requests may be processed; return bytes used."""
+        cdef bint was_parsing = self.parsing
+        cdef Py_ssize_t used
+        self.parsing = True
+        used = self._parse_ptr(data, size)
+        self.parsing = was_parsing
+        return used
+
+    cdef Py_ssize_t _parse_ptr(self, char* data, Py_ssize_t size):
         cdef HttpParser parser = self.parser
         cdef Py_ssize_t pos = 0
         cdef int event
@@ -384,6 +392,11 @@ cdef class Http1Processor(RequestOwner):
 
     cdef void _after_response(self):
         """After an asynchronous response: send it, then go on with held input."""
+        if self.parsing:
+            # The response finished inside the parse that started its request (a streamed
+            # response or a file sent in full at once): that parse goes on by itself. Parsing
+            # held input here would read the bytes it is still working on a second time.
+            return
         if self.current is None and self.held_in is not None and self.state < PS_LINGERING:
             self._process_held()
         self._flush()
@@ -635,6 +648,12 @@ cdef class Http1Processor(RequestOwner):
         # Retrieved even when the connection is gone: a stream that ended because the client
         # left is no "Task exception was never retrieved".
         failure = None if task.cancelled() else task.exception()
+        if (failure is not None or task.cancelled() or self.state == PS_CLOSED) and (
+                self.current is not None and self.current.body_stream is not None):
+            # The response will not finish (_response_finished would have released the
+            # body): what the handler left of its body goes back to the pool now, not when
+            # the last reference to the request (a traceback) goes.
+            self.current.body_stream.discard()
         if self.state == PS_CLOSED:
             return
         try:

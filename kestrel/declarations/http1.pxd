@@ -19,6 +19,7 @@ cdef class Http1Processor(RequestOwner):
     cdef int file_fd                  # a FileResponse being sent, or -1
     cdef off_t file_offset
     cdef long long file_remaining
+    cdef bint parsing                 # inside _process_ptr (a response may finish there)
     @cython.final
     cdef void _enter(self, int state)
     @cython.final
@@ -37,6 +38,8 @@ cdef class Http1Processor(RequestOwner):
     cdef void _check_input_watermark(self)
     @cython.final
     cdef Py_ssize_t _process_ptr(self, char* data, Py_ssize_t size)
+    @cython.final
+    cdef Py_ssize_t _parse_ptr(self, char* data, Py_ssize_t size)
     @cython.final
     cdef void _park_parser(self)
     @cython.final
