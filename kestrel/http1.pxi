@@ -246,11 +246,11 @@ cdef class Http1Processor(RequestOwner):
 
     cdef Py_ssize_t _process_ptr(self, char* data, Py_ssize_t size):
         """Run the parser over data while requests may be processed; return bytes used."""
-        cdef bint was_parsing = self.parsing
+        cdef bint was_going_on = self.going_on
         cdef Py_ssize_t used
-        self.parsing = True
+        self.going_on = True
         used = self._parse_ptr(data, size)
-        self.parsing = was_parsing
+        self.going_on = was_going_on
         return used
 
     cdef Py_ssize_t _parse_ptr(self, char* data, Py_ssize_t size):
@@ -374,7 +374,11 @@ cdef class Http1Processor(RequestOwner):
         if self.state == PS_CLOSED:
             return
         try:
-            self._task_result(task)
+            self.going_on = True
+            try:
+                self._task_result(task)
+            finally:
+                self.going_on = False
             self._after_response()
         except BaseException as exc:
             _log.exception("connection failed", exc_info=exc)
@@ -392,10 +396,11 @@ cdef class Http1Processor(RequestOwner):
 
     cdef void _after_response(self):
         """After an asynchronous response: send it, then go on with held input."""
-        if self.parsing:
-            # The response finished inside the parse that started its request (a streamed
-            # response or a file sent in full at once): that parse goes on by itself. Parsing
-            # held input here would read the bytes it is still working on a second time.
+        if self.going_on:
+            # The response finished inside a call that goes on by itself once it returns: the
+            # parse that started its request, or _on_task_done (a streamed response or a file
+            # sent in full at once). Parsing held input here would read the bytes that call
+            # is still working on a second time.
             return
         if self.current is None and self.held_in is not None and self.state < PS_LINGERING:
             self._process_held()
@@ -577,9 +582,8 @@ cdef class Http1Processor(RequestOwner):
             return
         task = context._start_task(self._stream_body(request, response, chunked, declared))
         if task.done():
-            # Sent in its first step, as a Response is: its caller goes on with held input
-            # (here it may be inside _process_held, which must not be entered again).
-            self._on_stream_done(task, False)
+            # Sent in its first step, as a Response is (its caller goes on with held input).
+            self._on_stream_done(task)
         else:
             self.task = task
             task.add_done_callback(self._on_stream_done)
@@ -640,9 +644,9 @@ cdef class Http1Processor(RequestOwner):
             elif not is_async and hasattr(iterator, "close"):
                 iterator.close()
 
-    def _on_stream_done(self, task, bint go_on=True):
-        """The stream's body has been sent (or failed); with `go_on`, as a done callback,
-        the connection then goes on with the requests held behind it."""
+    def _on_stream_done(self, task):
+        """The stream's body has been sent (or failed): the connection goes on with the
+        requests held behind it."""
         if self.task is task:
             self.task = None
         # Retrieved even when the connection is gone: a stream that ended because the client
@@ -664,8 +668,7 @@ cdef class Http1Processor(RequestOwner):
                 self.abort()
                 return
             self._response_finished(self.current)
-            if go_on:
-                self._after_response()
+            self._after_response()
         except BaseException as exc:
             _log.exception("connection failed", exc_info=exc)
             self.abort()

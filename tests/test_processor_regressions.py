@@ -95,3 +95,27 @@ def test_failed_stream_releases_the_unread_body_at_once() -> None:
         assert pair.metrics()["pool_blocks_in_use"] == 0
     finally:
         logger.removeHandler(handler)
+
+
+def test_stream_finished_at_once_after_the_handler_suspended_goes_on_once() -> None:
+    """The handler suspends, then returns a stream that is sent in full at once: the done
+    callback that applies its result is the one caller that goes on with held input. Going
+    on a second time from inside it would parse the held requests twice."""
+    seen: list[bytes] = []
+
+    async def app(request):  # type: ignore[no-untyped-def]
+        seen.append(request.target)
+        await asyncio.sleep(0)
+        return kestrel.StreamingResponse(iter([b"s", b"t"]), 200)
+
+    with ProcessorPair(app) as pair:
+        pair.send(
+            b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+            b"GET /3 HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        data = pair.received()
+        assert not pair.closed
+    assert seen == [b"/1", b"/2", b"/3"]
+    assert data.count(b"HTTP/1.1 200 OK") == 3
+    assert data.count(b"\r\n\r\n1\r\ns\r\n1\r\nt\r\n0\r\n\r\n") == 3

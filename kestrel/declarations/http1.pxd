@@ -19,7 +19,7 @@ cdef class Http1Processor(RequestOwner):
     cdef int file_fd                  # a FileResponse being sent, or -1
     cdef off_t file_offset
     cdef long long file_remaining
-    cdef bint parsing                 # inside _process_ptr (a response may finish there)
+    cdef bint going_on                # a caller up the stack goes on with held input
     @cython.final
     cdef void _enter(self, int state)
     @cython.final
