@@ -217,6 +217,10 @@ cdef class Http1Processor(RequestOwner):
         while held.size and self.state < PS_LINGERING:
             data = held.front(&length)
             used = self._process_ptr(<char*>data, length)
+            if self.state == PS_UPGRADED:
+                held.consume(used)
+                self._feed_upgraded()  # a handler upgraded in its first step
+                break
             if self.state >= PS_LINGERING:
                 break  # closing: held input was released, nothing more is parsed
             held.consume(used)
@@ -226,10 +230,12 @@ cdef class Http1Processor(RequestOwner):
     cdef void _process(self, char* data, Py_ssize_t size):
         """Parse freshly read bytes; hold what cannot be processed yet."""
         cdef Py_ssize_t used = self._process_ptr(data, size)
-        if used < size and self.state < PS_LINGERING:
+        if used < size and (self.state < PS_LINGERING or self.state == PS_UPGRADED):
             if self.held_in is None:
                 self.held_in = Pipe(self.transport.io.pool)
             self.held_in.write(data + used, size - used)
+        if self.state == PS_UPGRADED:
+            self._feed_upgraded()  # a handler upgraded in its first step
 
     cdef Py_ssize_t _input_held(self) noexcept:
         """Bytes received and not yet taken by the handler or the parser."""
@@ -336,13 +342,17 @@ cdef class Http1Processor(RequestOwner):
             request.body_stream = body
         self.current = request
         self.continue_sent = False
+        self.responded = False
         self._enter(PS_READING)  # the head is in; the body rate applies from here
         self.transport.reset_write_clock()
         context.requests_total += 1
         if head.method is M_CONNECT and not context.accepts_connect:
             # CONNECT asks for a tunnel (RFC 9110 §9.3.6), which only a proxy gives: refused
             # here rather than routed (the parser has stopped reading: what follows it would
-            # be tunnel bytes, not requests).
+            # be tunnel bytes, not requests). Counted as the refusal it is.
+            if self.end_reason < 0:
+                context.connections_rejected += 1
+            self._end(END_REJECTED)
             self._handler_done(Response(b"Not Implemented: CONNECT", 501, None, _TEXT_PLAIN),
                                None)
             return
@@ -404,6 +414,8 @@ cdef class Http1Processor(RequestOwner):
             return
         if self.current is None and self.held_in is not None and self.state < PS_LINGERING:
             self._process_held()
+        elif self.state == PS_UPGRADED:
+            self._feed_upgraded()
         self._flush()
         if self.current is None and self.state < PS_LINGERING:
             self.body_consumed()
@@ -519,6 +531,7 @@ cdef class Http1Processor(RequestOwner):
                            or request.head.upgrade or context.shutting_down
                            or (self.state == PS_READING and not request._body_complete()
                                and _unread_body_closes(self, request)))
+        self.responded = True
         writer.write_head(status, request.head.method is M_HEAD,
                           request.head.http_version is V_10, not close, headers, content_type,
                           body_len)
@@ -932,22 +945,39 @@ cdef class Http1Processor(RequestOwner):
     def upgrade(self, receiver):
         """Hand this connection to another protocol (WebSockets, after its 101): from now on
         its input goes to receiver.data_received(bytes) (b"" at the client's EOF), beginning
-        with what was held after the request, and receiver sends with send_raw(). Only a
-        request in flight whose message is complete can be upgraded; it then has no other
-        response, and the connection leaves HTTP for good."""
-        cdef bytes held
-        if self.state != PS_HANDLING or self.current is None:
-            raise RuntimeError("only a complete request in flight can be upgraded")
+        with what followed the request, and receiver sends with send_raw(). Only a request
+        in flight whose message is complete (or has no body), and which has no response yet,
+        can be upgraded; it then has no other response, and the connection leaves HTTP for
+        good. A handler may upgrade in its first step: what followed the request is handed
+        over once the parse that started it returns."""
+        cdef Request request = self.current
+        if request is None or self.responded or not (
+                self.state == PS_HANDLING
+                or (self.state == PS_READING and request._body_complete())):
+            raise RuntimeError("only a complete request in flight, not yet answered, can be "
+                               "upgraded")
         self.current = None
         self.closing = False
         self.upgraded = receiver
+        self.upgrade_fed = False
         self._enter(PS_UPGRADED)
         self.transport.resume_reading()
+        if not self.going_on:
+            self._feed_upgraded()
+
+    cdef void _feed_upgraded(self):
+        """Give the new protocol what arrived before it took over: the input held after its
+        request, then the client's EOF if that came too. Once: later input goes to it as it
+        arrives."""
+        cdef bytes held
+        if self.upgrade_fed:
+            return
+        self.upgrade_fed = True
         if self.held_in is not None and self.held_in.size:
             held = PyBytes_FromStringAndSize(NULL, self.held_in.size)
             self.held_in.take(PyBytes_AS_STRING(held), self.held_in.size)
             self._upgraded_input(held)
-        if self.transport.peer_eof:
+        if self.transport.peer_eof and self.state == PS_UPGRADED:
             self._upgraded_input(b"")
 
     def send_raw(self, bytes data):
@@ -1043,6 +1073,7 @@ cdef void _init_transitions() noexcept:
     _allow(PS_IDLE, PS_LINGERING)
     _allow(PS_READING, PS_HANDLING)
     _allow(PS_READING, PS_DRAINING)
+    _allow(PS_READING, PS_UPGRADED)  # a request without a body, upgraded in the first step
     _allow(PS_HANDLING, PS_IDLE)
     _allow(PS_HANDLING, PS_UPGRADED)
     _allow(PS_DRAINING, PS_IDLE)

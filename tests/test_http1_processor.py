@@ -504,6 +504,8 @@ def test_connect_is_a_501_and_closes() -> None:
     for split, pair, received in each_cut(handler, data):
         assert received == expected, split
         assert pair.fin_sent
+        assert pair.metrics()["connections_rejected"] == 1
+    assert ends(pair) == {"rejected": 1}
     assert calls == []  # refused by the engine, never routed
 
 
@@ -817,6 +819,84 @@ def upgrading_app(
         return result
 
     return handler
+
+
+def first_step_upgrading_app(pairs: list[ProcessorPair], receiver: Receiver) -> Handler:
+    """Upgrades before it suspends: inside the parse that found its request."""
+
+    async def handler(request: Request) -> Any:
+        if request.target != b"/ws":
+            await asyncio.sleep(0)
+            return Response(request.target)
+        processor = pairs[-1].transport.processor
+        processor.upgrade(receiver)
+        processor.send_raw(SWITCHING)
+        return None
+
+    return handler
+
+
+def test_a_handler_may_upgrade_in_its_first_step() -> None:
+    data = UPGRADE + b"hello " + NEXT  # in the same read as the request, at most cuts
+    for split in cuts(data):
+        receiver = Receiver()
+        pairs: list[ProcessorPair] = []
+        with ProcessorPair(first_step_upgrading_app(pairs, receiver)) as pair:
+            pairs.append(pair)
+            pair.send(data, split=split)
+            assert pair.received() == SWITCHING, split
+            assert b"".join(receiver.data) == b"hello " + NEXT, split
+            assert b"" not in receiver.data
+            pair.send_eof()
+            assert receiver.data[-1] == b"" and not pair.closed
+            assert pair.metrics()["responses_total"] == 0
+
+
+def test_a_first_step_upgrade_behind_a_pipelined_request() -> None:
+    """The upgrade request is parsed from held input, behind one whose handler suspended,
+    and the client's EOF came before that: the new protocol gets the rest, then the EOF."""
+    receiver = Receiver()
+    pairs: list[ProcessorPair] = []
+    with ProcessorPair(first_step_upgrading_app(pairs, receiver)) as pair:
+        pairs.append(pair)
+        pair.loop.call_soon(pair.transport.feed, get(b"/first") + UPGRADE + b"bye")
+        pair.loop.call_soon(pair.transport.feed_eof)
+        pair.run()
+        assert strip_date(pair.received()) == ok(b"/first") + SWITCHING
+        assert receiver.data == [b"bye", b""]
+        assert not pair.closed
+
+
+def test_no_upgrade_for_a_request_with_a_body_in_flight_or_an_answered_one() -> None:
+    failures: list[str] = []
+
+    def upgrade_now() -> None:
+        try:
+            pairs[-1].transport.processor.upgrade(Receiver())
+        except RuntimeError as error:
+            failures.append(str(error))
+
+    async def handler(request: Request) -> Any:
+        if request.target == b"/body":
+            upgrade_now()  # its body has not arrived yet
+            return Response(await request.body())
+
+        def pieces() -> Iterator[bytes]:
+            upgrade_now()  # its response head is out
+            yield b"x"
+
+        return StreamingResponse(pieces(), 200)
+
+    pairs: list[ProcessorPair] = []
+    with ProcessorPair(handler) as pair:
+        pairs.append(pair)
+        pair.send(b"POST /body HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n")
+        pair.send(b"hi" + get(b"/stream"))
+        received = strip_date(pair.received())
+        assert received.startswith(ok(b"hi"))
+        assert received.endswith(b"1\r\nx\r\n0\r\n\r\n")
+        assert not pair.closed
+    assert len(failures) == 2 and all("upgraded" in f for f in failures)
 
 
 def test_an_upgraded_connection_belongs_to_its_new_protocol() -> None:

@@ -12,6 +12,8 @@ cdef class Http1Processor(RequestOwner):
     cdef int state                    # ProcessorState (consts.pxi): see _enter
     cdef bint closing                 # no further request: close once the response is out
     cdef bint continue_sent           # "100 Continue" already sent for this request
+    cdef bint responded               # this request's response head is written
+    cdef bint upgrade_fed             # UPGRADED: the input held before it was handed over
     cdef int end_reason               # End, once decided; -1 until then
     cdef Deadline deadline            # its kind is derived from the state
     cdef int last_unsent              # the kernel's unsent bytes at the last idle deadline
@@ -30,6 +32,8 @@ cdef class Http1Processor(RequestOwner):
     cdef void _end(self, int reason)
     @cython.final
     cdef void _process_held(self)
+    @cython.final
+    cdef void _feed_upgraded(self)
     @cython.final
     cdef void _process(self, char* data, Py_ssize_t size)
     @cython.final
