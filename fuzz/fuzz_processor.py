@@ -623,9 +623,11 @@ def _run_case(case: Case, feedback: Feedback = _no_feedback) -> None:
     server = pair.server
     del pair, app, loop
     gc.collect()
-    counters_after = _core.debug_counters()
     blocks_after_gc = server.metrics()["pool_blocks_in_use"]
+    # The server holds the parsers its connections gave back (spares): they are freed with it.
     del server
+    gc.collect()
+    counters_after = _core.debug_counters()
 
     # -- The engine's own complaints.
     if errors:

@@ -676,6 +676,18 @@ cdef class HttpMessageParser:
         return 0
 
     @cython.final
+    cdef void release_line_buffer(self) noexcept:
+        """Between messages: free the partial-line buffer, so a parser kept as a spare holds
+        no more memory than a new one (a line split across reads grows it to the line's
+        limit)."""
+        if self.line_buf != NULL and self.line_len == 0:
+            PyMem_Free(self.line_buf)
+            self.line_buf = NULL
+            self.line_cap = 0
+            if KESTREL_DEBUG:
+                _debug_count("line_buffer_free", 1)
+
+    @cython.final
     cdef void _release_fields(self) noexcept:
         """Free fields_buf: an idle connection holds no header memory."""
         if self.fields_buf != NULL:

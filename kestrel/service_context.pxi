@@ -30,12 +30,14 @@ cdef class ServiceContext:
 
     cdef void _give_parser(self, HttpParser parser):
         """Take back a parser between messages (state S_START_LINE, nothing buffered). It
-        forgets the last head, so no request's objects stay alive through it. The spares are
+        forgets the last head, so no request's objects stay alive through it, and frees its
+        line buffer. The spares are
         a C array, not a list: a keep-alive connection gives and takes one per request, and a
         list would resize on every pop and append."""
         parser.head = None
         parser._trailers = None
         parser.error_detail = None
+        parser.release_line_buffer()
         if self.spare_count < MAX_SPARE_PARSERS:
             Py_INCREF(parser)
             self.spare_parsers[self.spare_count] = <PyObject*>parser

@@ -79,6 +79,8 @@ cdef class HttpMessageParser:
     cdef int _store_field(self, int known, const unsigned char* name, Py_ssize_t name_len,
                           const unsigned char* value, Py_ssize_t value_len) except -1
     @cython.final
+    cdef void release_line_buffer(self) noexcept
+    @cython.final
     cdef void _release_fields(self) noexcept
     @cython.final
     cdef int _end_of_fields(self) except -1
