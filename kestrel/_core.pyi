@@ -3,7 +3,7 @@
 import asyncio
 import enum
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from socket import socket
 from typing import Any, Final
 from typing import Protocol as _Protocol
@@ -119,6 +119,66 @@ DEBUG_BUILD: bool
 def debug_counters() -> dict[str, int]: ...
 
 END_REASONS: Final[tuple[str, ...]]  # why connections end, as metrics name them
+
+# ---- kestrel-bench's latency histogram (kestrel/histogram.pxi): microseconds, HdrHistogram's
+# layout. Other Cython code records with histogram_record(&h.hist, value_us) (nogil).
+
+DEFAULT_HISTOGRAM_LOWEST_US: Final[int]  # 1 us
+DEFAULT_HISTOGRAM_HIGHEST_US: Final[int]  # 60 s
+DEFAULT_HISTOGRAM_SIGNIFICANT_DIGITS: Final[int]  # 3: within 0.1 %
+HISTOGRAM_FORMAT: Final[str]  # to_dict()'s "format"
+HISTOGRAM_FORMAT_VERSION: Final[int]
+
+class LatencyHistogram:
+    """Latencies in whole microseconds; values outside the range are clamped and counted."""
+
+    def __init__(
+        self,
+        *,
+        lowest_us: int = 1,
+        highest_us: int = 60_000_000,
+        significant_digits: int = 3,
+    ) -> None: ...
+    def record(self, value_us: int) -> None: ...
+    def record_many(self, value_us: int, count: int) -> None: ...
+    def merge(self, other: LatencyHistogram) -> None: ...
+    def reset(self) -> None: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def min(self) -> int: ...  # 0 when empty
+    @property
+    def max(self) -> int: ...  # 0 when empty
+    @property
+    def mean(self) -> float: ...  # exact; 0.0 when empty
+    @property
+    def stdev(self) -> float: ...  # population (statistics.pstdev); 0.0 when empty
+    @property
+    def clamped_low(self) -> int: ...
+    @property
+    def clamped_high(self) -> int: ...
+    @property
+    def lowest_us(self) -> int: ...
+    @property
+    def highest_us(self) -> int: ...
+    @property
+    def significant_digits(self) -> int: ...
+    @property
+    def sub_bucket_count(self) -> int: ...
+    @property
+    def bucket_count(self) -> int: ...
+    @property
+    def counts_length(self) -> int: ...  # counters, 8 bytes each
+    def value_at_percentile(self, percentile: float) -> int: ...
+    def percentiles(self, percentiles: Iterable[float]) -> dict[float, int]: ...
+    def buckets(self) -> Iterator[tuple[int, int, int]]: ...  # (value_low_us, value_high_us, count)
+    def to_dict(self) -> dict[str, Any]: ...
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LatencyHistogram: ...
+
+# Measurement only (perf/bench_histogram.py): (seconds, histogram) for recording `values`
+# (native int64s) `rounds` times from C.
+def _histogram_record_benchmark(values: bytes, rounds: int) -> tuple[float, LatencyHistogram]: ...
 
 # ---- The engine.
 

@@ -12,6 +12,7 @@ This module is assembled from fragments, each with its own theory of operation:
 - engine.pxi            the epoll selector asyncio runs on, which also owns the HTTP sockets
 - watchdog.pxi          the native thread that watches the loop for a pass that holds it too long
 - timeouts.pxi          timeout control: deadlines and minimum data rates
+- histogram.pxi         kestrel-bench's latency histogram (HdrHistogram's layout), recorded in C
 - response_writer.pxi   the one builder of response heads, which owns framing
 - responses.pxi         the responses a handler returns, and the one mapping of its result
 - transport.pxi         what carries a connection's bytes: socket, and memory for tests
@@ -67,6 +68,7 @@ include "pool.pxi"
 include "engine.pxi"
 include "watchdog.pxi"
 include "timeouts.pxi"
+include "histogram.pxi"
 include "response_writer.pxi"
 include "responses.pxi"
 include "transport.pxi"

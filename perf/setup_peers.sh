@@ -3,7 +3,7 @@
 #   - Debian: wrk (load generator), nginx-light (a peer; run by the benchmark in the foreground
 #     from a generated config, never as a service), libuv1 (socketify's native library needs it);
 #   - a benchmark venv at perf/.venv with the peers pinned in perf/requirements-peers.txt:
-#     uvicorn + uvloop + httptools, granian, socketify.
+#     uvicorn + uvloop + httptools, granian, socketify, starlette, hdrhistogram.
 # None of this is a dependency of kestrel. Safe to run again: it only installs what is missing.
 #   bash perf/setup_peers.sh            # PYTHON=python3.11 bash perf/setup_peers.sh
 set -euo pipefail

@@ -21,7 +21,9 @@ import textwrap
 import tracemalloc
 from pathlib import Path
 
-from kestrel._core import CLOSED, NEED_DATA, PAUSED, HttpParseError, HttpParser
+import pytest
+
+from kestrel._core import CLOSED, NEED_DATA, PAUSED, HttpParseError, HttpParser, LatencyHistogram
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,6 +106,23 @@ def serve_workload() -> int:
     return responses
 
 
+def histogram_workload() -> int:
+    """Histograms made every way, merged, half iterated, refused; return how many were made."""
+    made = 0
+    for round_ in range(10):
+        histogram = LatencyHistogram()
+        histogram.record(round_ * 1000)
+        copy = LatencyHistogram.from_dict(histogram.to_dict())
+        copy.merge(histogram)
+        buckets = copy.buckets()
+        next(buckets)  # a generator left unfinished holds its histogram until it goes
+        del buckets
+        with pytest.raises(ValueError):
+            LatencyHistogram(significant_digits=9)  # refused before its counters exist
+        made += 2
+    return made
+
+
 def test_debug_build_counters_balance(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     tree.mkdir()
@@ -132,11 +151,12 @@ def test_debug_build_counters_balance(tmp_path: Path) -> None:
         import kestrel._core as core
         from leak_workload import run_workload
         assert core.DEBUG_BUILD
-        from leak_workload import serve_workload
+        from leak_workload import histogram_workload, serve_workload
         events = run_workload(20)
         responses = serve_workload()
+        histograms = histogram_workload()
         gc.collect()
-        print(json.dumps({"events": events, "responses": responses,
+        print(json.dumps({"events": events, "responses": responses, "histograms": histograms,
                           "counters": core.debug_counters()}))
         """
     )
@@ -167,6 +187,8 @@ def test_debug_build_counters_balance(tmp_path: Path) -> None:
     ):
         assert counters[f"{name}_alloc"] == counters[f"{name}_free"] > 0, (name, counters)
     assert counters["parser_alloc"] > 20 * len(WORKLOAD) * 3
+    # Every histogram's counters were freed, and only those that were allocated.
+    assert counters["histogram_alloc"] == counters["histogram_free"] == report["histograms"]
     # The server's watchdog thread (a native thread) was started and joined.
     assert counters["watchdog_thread_started"] == counters["watchdog_thread_joined"] == 1
 
