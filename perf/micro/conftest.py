@@ -41,6 +41,15 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.benchmark_storage = f"file://{STORAGE}"
 
 
+def pytest_report_header() -> list[str]:
+    """Which kestrel is timed, and how it was built (a debug build makes the figures void)."""
+    import kestrel._core
+
+    debug = getattr(kestrel._core, "DEBUG_BUILD", False)  # not in the stub
+    build = "DEBUG BUILD: the figures are meaningless" if debug else "release build"
+    return [f"kestrel: {Path(kestrel._core.__file__).resolve()} ({build})"]
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Peer time / kestrel time per group, after pytest-benchmark's tables."""
