@@ -8,6 +8,9 @@ plaintext body, which is what perf/servers.py checks before measuring.
 * ``app``: kestrel (``kestrel perf.apps.framework:app``);
 * ``asgi_app``: Starlette, for uvicorn (uvloop + httptools) from the benchmark venv.
 
+perf/micro/test_dispatch_bench.py times both in-process, through kestrel_app() and
+starlette_app().
+
 Starlette is imported only when ``asgi_app`` is asked for, kestrel only for ``app``.
 """
 
@@ -25,16 +28,19 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def _kestrel_app() -> Any:
+def kestrel_app(middleware: bool = True) -> Any:
+    """The kestrel App (without its middleware for perf/micro's dispatch group)."""
     from kestrel import App, Request, Response
 
     app = App()
 
-    @app.middleware
     async def stamp(request: Request, call_next: Any) -> Any:
         response = await call_next(request)
         response.headers["x-mw"] = "1"
         return response
+
+    if middleware:
+        app.add_middleware(stamp)
 
     @app.get("/users/{user_id:int}")
     async def user(request: Request, user_id: int) -> dict[str, Any]:
@@ -66,7 +72,7 @@ class StampMiddleware:
         await self.app(scope, receive, send_stamped)
 
 
-def _starlette_app() -> Any:
+def starlette_app() -> Any:
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.requests import Request
@@ -93,6 +99,6 @@ _built: dict[str, Any] = {}
 def __getattr__(name: str) -> Any:
     if name in ("app", "asgi_app"):
         if name not in _built:
-            _built[name] = _kestrel_app() if name == "app" else _starlette_app()
+            _built[name] = kestrel_app() if name == "app" else starlette_app()
         return _built[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
