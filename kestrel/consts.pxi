@@ -43,15 +43,15 @@ cdef long long MAX_CHUNK_SIZE = 1LL << 62
 # ---- What execute() reports.
 cdef enum Event:
     EV_NEED_DATA = 0     # all input consumed, nothing to report
-    EV_HEADERS = 1       # self.head is a new RequestHead
+    EV_HEADERS = 1       # self.head is the front end's new head (RequestHead, ResponseHead)
     EV_BODY = 2          # body_ptr/body_len point into the input just passed
-    EV_MESSAGE_END = 3   # the request is complete (trailers, if any, in self._trailers)
-    EV_PAUSED = 4        # no further request on this connection (close or upgrade)
+    EV_MESSAGE_END = 3   # the message is complete (trailers, if any, in self._trailers)
+    EV_PAUSED = 4        # no further message on this connection (close, upgrade, or EOF)
     EV_ERROR = 5         # error_reason says why; the parser stays failed
 
 # ---- Parser states.
 cdef enum State:
-    S_START_LINE = 0     # a request line (HttpParser), or empty lines before it
+    S_START_LINE = 0     # a request line and empty lines before it, or a status line
     S_HEADERS = 1
     S_HEADERS_DONE = 2   # head reported; body framing is decided on the next call
     S_BODY_LENGTH = 3
@@ -63,6 +63,7 @@ cdef enum State:
     S_MESSAGE_END = 9
     S_PAUSED = 10
     S_ERROR = 11
+    S_BODY_UNTIL_EOF = 12  # a response body with neither length nor chunked: it ends at EOF
 
 # ---- Rejection reasons: one value per way a request can be refused (cf. Kestrel's
 # RequestRejectionReason). REJECT_STATUS_C maps each to its response status.
