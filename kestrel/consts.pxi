@@ -65,8 +65,10 @@ cdef enum State:
     S_ERROR = 11
     S_BODY_UNTIL_EOF = 12  # a response body with neither length nor chunked: it ends at EOF
 
-# ---- Rejection reasons: one value per way a request can be refused (cf. Kestrel's
-# RequestRejectionReason). REJECT_STATUS_C maps each to its response status.
+# ---- Rejection reasons: one value per way a message can be refused (cf. Kestrel's
+# RequestRejectionReason). REJECT_STATUS_C maps each to the status a server answers with;
+# the last few are the response parser's own (HttpResponseParser), which a gateway would
+# answer with 502.
 cdef enum Reject:
     R_NONE = 0
     R_INVALID_REQUEST_LINE = 1
@@ -96,7 +98,11 @@ cdef enum Reject:
     R_INCOMPLETE_MESSAGE = 25
     R_REQUEST_HEADERS_TIMEOUT = 26
     R_REQUEST_BODY_TIMEOUT = 27
-    R_COUNT = 28
+    R_INVALID_STATUS_LINE = 28        # not "HTTP/x.y SP 3DIGIT [SP reason]"
+    R_INVALID_STATUS_CODE = 29        # not three digits from 100 to 999
+    R_STATUS_LINE_TOO_LONG = 30
+    R_UNEXPECTED_RESPONSE = 31        # a response with no request outstanding
+    R_COUNT = 32
 
 # ---- Why a connection ended: exactly one per connection (metrics count each once).
 cdef enum End:

@@ -95,7 +95,11 @@ import enum
 
 
 class RejectReason(enum.IntEnum):
-    """Why a request was rejected; REJECT_STATUS gives the status to answer with."""
+    """Why a message was refused; REJECT_STATUS gives the status a server answers with.
+
+    The last four are the response parser's own; it also reports the request parser's
+    reasons where the meaning is the same (a bad header, framing, chunk or body limit).
+    """
 
     INVALID_REQUEST_LINE = R_INVALID_REQUEST_LINE
     INVALID_REQUEST_TARGET = R_INVALID_REQUEST_TARGET
@@ -124,6 +128,10 @@ class RejectReason(enum.IntEnum):
     INCOMPLETE_MESSAGE = R_INCOMPLETE_MESSAGE
     REQUEST_HEADERS_TIMEOUT = R_REQUEST_HEADERS_TIMEOUT
     REQUEST_BODY_TIMEOUT = R_REQUEST_BODY_TIMEOUT
+    INVALID_STATUS_LINE = R_INVALID_STATUS_LINE
+    INVALID_STATUS_CODE = R_INVALID_STATUS_CODE
+    STATUS_LINE_TOO_LONG = R_STATUS_LINE_TOO_LONG
+    UNEXPECTED_RESPONSE = R_UNEXPECTED_RESPONSE
 
 
 cdef int REJECT_STATUS_C[R_COUNT]
@@ -142,6 +150,10 @@ for _reason in RejectReason:
         _status = 413
     elif _reason in (RejectReason.REQUEST_HEADERS_TIMEOUT, RejectReason.REQUEST_BODY_TIMEOUT):
         _status = 408
+    elif _reason >= RejectReason.INVALID_STATUS_LINE:
+        # Only a response parser finds these; a gateway answers an invalid response with 502
+        # (RFC 9110 §15.6.3).
+        _status = 502
     else:
         _status = 400
     REJECT_STATUS[_reason] = _status
