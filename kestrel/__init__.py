@@ -6,10 +6,12 @@ from kestrel._core import (
     FileResponse,
     HttpParseError,
     HttpParser,
+    HttpResponseParser,
     InvalidResponseError,
     RejectReason,
     RequestHead,
     Response,
+    ResponseHead,
     StreamingResponse,
 )
 from kestrel.app import App, StartupError
@@ -40,6 +42,7 @@ __all__ = [
     "Headers",
     "HttpParseError",
     "HttpParser",
+    "HttpResponseParser",
     "InvalidResponseError",
     "JSONResponse",
     "Limits",
@@ -51,6 +54,7 @@ __all__ = [
     "Request",
     "RequestHead",
     "Response",
+    "ResponseHead",
     "Router",
     "Server",
     "StartupError",

@@ -9,6 +9,7 @@ from kestrel.includes.system cimport epoll_event, iovec, pthread_t, timespec
 
 include "declarations/message.pxd"
 include "declarations/parser.pxd"
+include "declarations/response_parser.pxd"
 include "declarations/pool.pxd"
 include "declarations/engine.pxd"
 include "declarations/watchdog.pxd"

@@ -11,7 +11,7 @@ from typing import Protocol as _Protocol
 from kestrel.datastructures import MutableHeaders, QueryParams
 
 class RejectReason(enum.IntEnum):
-    """Why a request was rejected. Each value maps to one status in REJECT_STATUS."""
+    """Why a message was refused. Each value maps to one status in REJECT_STATUS."""
 
     INVALID_REQUEST_LINE = ...  # 400
     INVALID_REQUEST_TARGET = ...  # 400
@@ -40,13 +40,20 @@ class RejectReason(enum.IntEnum):
     INCOMPLETE_MESSAGE = ...  # 400 (EOF inside a message)
     REQUEST_HEADERS_TIMEOUT = ...  # 408 (the engine: the head did not arrive in time)
     REQUEST_BODY_TIMEOUT = ...  # 408 (the engine: the body came under the minimum rate)
+    # HttpResponseParser's own (it raises every reason with status 502):
+    INVALID_STATUS_LINE = ...  # 502 (not "HTTP/x.y SP 3DIGIT [SP reason]", or an empty line)
+    INVALID_STATUS_CODE = ...  # 502 (not three digits from 100 to 999)
+    STATUS_LINE_TOO_LONG = ...  # 502
+    UNEXPECTED_RESPONSE = ...  # 502 (a response with no request outstanding: see expect())
 
 REJECT_STATUS: Final[dict[RejectReason, int]]
 
 class HttpParseError(Exception):
     reason: RejectReason
-    status: int
-    def __init__(self, reason: RejectReason, detail: str = ...) -> None: ...
+    status: int  # REJECT_STATUS[reason] for a request; 502 from HttpResponseParser
+    def __init__(
+        self, reason: RejectReason, detail: str = ..., status: int | None = ...
+    ) -> None: ...
 
 class RequestHead:
     """The request line and header section of one request."""
@@ -109,6 +116,53 @@ class HttpParser:
     def feed_eof(self) -> None: ...
     def next_event(self) -> Event: ...
     def resume(self) -> None: ...
+    @property
+    def trailers(self) -> list[tuple[bytes, bytes]]: ...
+    @property
+    def messages_completed(self) -> int: ...
+
+class ResponseHead:
+    """The status line and header section of one response."""
+
+    status: int  # 100..999
+    reason: bytes  # the reason phrase as sent (b"" when absent)
+    http_version: str  # "1.0" or "1.1"
+    headers: list[tuple[bytes, bytes]]  # (lowercased name, value without OWS), in order
+    keep_alive: bool  # after this response, may the connection carry another?
+    # Body bytes that follow: 0 when the response can have none (to HEAD, 1xx, 204, 304),
+    # -1 when chunked or running until the server closes (chunked says which).
+    content_length: int
+    chunked: bool
+
+ResponseEvent = ResponseHead | bytes | _Marker
+
+class HttpResponseParser:
+    """Sans-IO HTTP/1.1 response parser, for a client; expect() each request sent."""
+
+    # The request parser's limits, under its names: the status line, the header section,
+    # the body (-1: unlimited, the default here) and chunk extensions.
+    max_request_line_size: int
+    max_request_headers_size: int
+    max_request_headers: int
+    max_request_body_size: int
+    max_chunk_extensions_size: int
+    def __init__(
+        self,
+        *,
+        max_request_line_size: int = 8192,
+        max_request_headers_size: int = 32768,
+        max_request_headers: int = 100,
+        max_request_body_size: int = -1,
+        max_chunk_extensions_size: int = 16384,
+    ) -> None: ...
+    def expect(self, head_request: bool = False) -> None: ...
+    def feed(self, data: bytes) -> None: ...
+    def feed_eof(self) -> None: ...
+    def next_event(self) -> ResponseEvent: ...
+    @property
+    def head(self) -> ResponseHead | None: ...  # the last head reported
+    @property
+    def outstanding(self) -> int: ...  # requests expected whose final response has not begun
     @property
     def trailers(self) -> list[tuple[bytes, bytes]]: ...
     @property

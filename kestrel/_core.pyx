@@ -8,6 +8,7 @@ This module is assembled from fragments, each with its own theory of operation:
 - consts.pxi            default limits (with precedents), event codes, states, rejection reasons
 - message.pxi           the sans-IO HTTP/1.1 message machinery (lines, fields, framing, chunks)
 - parser.pxi            the request parser: the request-line front end of that machinery
+- response_parser.pxi   the response parser (for a client): the status-line front end
 - pool.pxi              the buffer pool of 4 KiB blocks, and pipes of blocks
 - engine.pxi            the epoll selector asyncio runs on, which also owns the HTTP sockets
 - watchdog.pxi          the native thread that watches the loop for a pass that holds it too long
@@ -64,6 +65,7 @@ DEBUG_BUILD = bool(KESTREL_DEBUG)
 
 include "message.pxi"
 include "parser.pxi"
+include "response_parser.pxi"
 include "pool.pxi"
 include "engine.pxi"
 include "watchdog.pxi"

@@ -43,15 +43,15 @@ cdef long long MAX_CHUNK_SIZE = 1LL << 62
 # ---- What execute() reports.
 cdef enum Event:
     EV_NEED_DATA = 0     # all input consumed, nothing to report
-    EV_HEADERS = 1       # self.head is a new RequestHead
+    EV_HEADERS = 1       # self.head is the front end's new head (RequestHead, ResponseHead)
     EV_BODY = 2          # body_ptr/body_len point into the input just passed
-    EV_MESSAGE_END = 3   # the request is complete (trailers, if any, in self._trailers)
-    EV_PAUSED = 4        # no further request on this connection (close or upgrade)
+    EV_MESSAGE_END = 3   # the message is complete (trailers, if any, in self._trailers)
+    EV_PAUSED = 4        # no further message on this connection (close, upgrade, or EOF)
     EV_ERROR = 5         # error_reason says why; the parser stays failed
 
 # ---- Parser states.
 cdef enum State:
-    S_START_LINE = 0     # a request line (HttpParser), or empty lines before it
+    S_START_LINE = 0     # a request line and empty lines before it, or a status line
     S_HEADERS = 1
     S_HEADERS_DONE = 2   # head reported; body framing is decided on the next call
     S_BODY_LENGTH = 3
@@ -63,9 +63,12 @@ cdef enum State:
     S_MESSAGE_END = 9
     S_PAUSED = 10
     S_ERROR = 11
+    S_BODY_UNTIL_EOF = 12  # a response body with neither length nor chunked: it ends at EOF
 
-# ---- Rejection reasons: one value per way a request can be refused (cf. Kestrel's
-# RequestRejectionReason). REJECT_STATUS_C maps each to its response status.
+# ---- Rejection reasons: one value per way a message can be refused (cf. Kestrel's
+# RequestRejectionReason). REJECT_STATUS_C maps each to the status a server answers with;
+# the last few are the response parser's own (HttpResponseParser), which a gateway would
+# answer with 502.
 cdef enum Reject:
     R_NONE = 0
     R_INVALID_REQUEST_LINE = 1
@@ -95,7 +98,11 @@ cdef enum Reject:
     R_INCOMPLETE_MESSAGE = 25
     R_REQUEST_HEADERS_TIMEOUT = 26
     R_REQUEST_BODY_TIMEOUT = 27
-    R_COUNT = 28
+    R_INVALID_STATUS_LINE = 28        # not "HTTP/x.y SP 3DIGIT [SP reason]"
+    R_INVALID_STATUS_CODE = 29        # not three digits from 100 to 999
+    R_STATUS_LINE_TOO_LONG = 30
+    R_UNEXPECTED_RESPONSE = 31        # a response with no request outstanding
+    R_COUNT = 32
 
 # ---- Why a connection ended: exactly one per connection (metrics count each once).
 cdef enum End:

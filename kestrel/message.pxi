@@ -3,10 +3,10 @@
 # Theory of operation
 # -------------------
 # HttpMessageParser is everything an HTTP/1.1 parser does that does not depend on which side
-# of the connection it is on; a front end derives from it and reads the start line. Today
-# the one front end is HttpParser (parser.pxi: requests); a response parser for a client
-# would be a second one (a status line, the same fields, Content-Length and chunked bodies),
-# as httptools' HttpRequestParser and HttpResponseParser share one base.
+# of the connection it is on; a front end derives from it and reads the start line. There are
+# two: HttpParser (parser.pxi: requests, for the server) and HttpResponseParser
+# (response_parser.pxi: responses, for a client such as kestrel-bench), as httptools'
+# HttpRequestParser and HttpResponseParser share one base.
 #
 # The parser is sans-IO: execute(data, length) is handed whatever bytes the socket delivered
 # and reports at most one event per call, setting self.consumed to the bytes it used. The
@@ -25,13 +25,18 @@
 # chunk-size line), which is how a 10 MB header is refused after 32 KiB instead of being
 # buffered; fields_buf is bounded by the same header budget.
 #
-# Body bytes are never copied by the parser: EV_BODY points into the caller's buffer.
+# Body bytes are never copied by the parser: EV_BODY points into the caller's buffer. A
+# body is framed by Content-Length (S_BODY_LENGTH), by chunked coding (S_CHUNK_SIZE ...), or,
+# for a response only, by the end of the connection (S_BODY_UNTIL_EOF, which the response
+# front end enters from _end_of_head and execute_eof() ends); a request parser never enters
+# that state.
 #
 # A front end overrides the cdef methods under "What a front end provides": _start_line,
 # _start_line_early (its early checks, see "Errors within one line"), _front_field,
-# _end_of_head, _head_event, and _begin_message (calling this one first). Every call between
-# the machinery and the front end is a C call through the class's vtable, as every cdef
-# method call here already was; none goes through Python.
+# _end_of_head, _head_event, _parse_error, and _begin_message and execute_eof (calling
+# these first or last). Every call between the machinery and the front end is a C call
+# through the class's vtable, as every cdef method call here already was; none goes through
+# Python.
 #
 # In `cython -a`, the only Python API on the per-message path is making the objects the caller
 # is handed: the front end's head and the packed fields' bytes (plus the reference counting of
@@ -90,7 +95,11 @@ import enum
 
 
 class RejectReason(enum.IntEnum):
-    """Why a request was rejected; REJECT_STATUS gives the status to answer with."""
+    """Why a message was refused; REJECT_STATUS gives the status a server answers with.
+
+    The last four are the response parser's own; it also reports the request parser's
+    reasons where the meaning is the same (a bad header, framing, chunk or body limit).
+    """
 
     INVALID_REQUEST_LINE = R_INVALID_REQUEST_LINE
     INVALID_REQUEST_TARGET = R_INVALID_REQUEST_TARGET
@@ -119,6 +128,10 @@ class RejectReason(enum.IntEnum):
     INCOMPLETE_MESSAGE = R_INCOMPLETE_MESSAGE
     REQUEST_HEADERS_TIMEOUT = R_REQUEST_HEADERS_TIMEOUT
     REQUEST_BODY_TIMEOUT = R_REQUEST_BODY_TIMEOUT
+    INVALID_STATUS_LINE = R_INVALID_STATUS_LINE
+    INVALID_STATUS_CODE = R_INVALID_STATUS_CODE
+    STATUS_LINE_TOO_LONG = R_STATUS_LINE_TOO_LONG
+    UNEXPECTED_RESPONSE = R_UNEXPECTED_RESPONSE
 
 
 cdef int REJECT_STATUS_C[R_COUNT]
@@ -137,6 +150,10 @@ for _reason in RejectReason:
         _status = 413
     elif _reason in (RejectReason.REQUEST_HEADERS_TIMEOUT, RejectReason.REQUEST_BODY_TIMEOUT):
         _status = 408
+    elif _reason >= RejectReason.INVALID_STATUS_LINE:
+        # Only a response parser finds these; a gateway answers an invalid response with 502
+        # (RFC 9110 §15.6.3).
+        _status = 502
     else:
         _status = 400
     REJECT_STATUS[_reason] = _status
@@ -144,11 +161,13 @@ for _reason in RejectReason:
 
 
 class HttpParseError(Exception):
-    """A request the server must refuse; `status` is the response to send before closing."""
+    """A message the parser refuses. For a request, `status` is the response to send before
+    closing (REJECT_STATUS[reason]); HttpResponseParser raises it with status 502, what a
+    gateway answers an invalid response with (RFC 9110 §15.6.3)."""
 
-    def __init__(self, reason, detail=""):
+    def __init__(self, reason, detail="", status=None):
         self.reason = RejectReason(reason)
-        self.status = REJECT_STATUS[self.reason]
+        self.status = REJECT_STATUS[self.reason] if status is None else status
         super().__init__(f"{self.status} {self.reason.name}: {detail}" if detail
                          else f"{self.status} {self.reason.name}")
 
@@ -295,6 +314,12 @@ cdef inline Py_ssize_t _skip_plain_value_bytes(const unsigned char* p, Py_ssize_
     return i
 
 
+# The detail of an error an early check found (see "Errors within one line"): it says only
+# where the check fired, so a front end's _parse_error() may word it from the reason instead.
+cdef str DETAIL_EARLY_PARTIAL = "refused before the end of the line"
+cdef str DETAIL_EARLY_WHOLE = "line refused"
+
+
 cdef inline bint _is_ows(unsigned char c) noexcept:
     return c == 32 or c == 9
 
@@ -374,6 +399,7 @@ cdef class HttpMessageParser:
         self.te_after_chunked = False
         self.te_unsupported = False
         self.te_syntax_error = False
+        self.te_chunked_twice = False
         self.conn_close = False
         self.conn_keep_alive = False
         self.conn_upgrade = False
@@ -417,7 +443,7 @@ cdef class HttpMessageParser:
                     reason = self._early_reason(state, <const unsigned char*>self.line_buf,
                                                 self.line_len, scanned, True)
                     if reason != R_NONE:
-                        return self._fail(reason, "refused before the end of the line")
+                        return self._fail(reason, DETAIL_EARLY_PARTIAL)
                     return EV_NEED_DATA
                 n = newline - (data + pos)
                 scanned = self.line_len
@@ -489,6 +515,25 @@ cdef class HttpMessageParser:
             elif state == S_PAUSED:
                 self.consumed = pos
                 return EV_PAUSED
+            elif state == S_BODY_UNTIL_EOF:
+                # Everything up to EOF is body (RFC 9112 §6.3, point 8); execute_eof() ends
+                # it. The limit passes at a definite byte, so the bytes delivered before the
+                # error do not depend on how the input was split.
+                if pos == length:
+                    self.consumed = pos
+                    return EV_NEED_DATA
+                n = length - pos
+                if self.max_request_body_size >= 0:
+                    if self.body_received >= self.max_request_body_size:
+                        self.consumed = pos
+                        return self._fail(R_BODY_TOO_LARGE, "body exceeds the limit")
+                    if n > self.max_request_body_size - self.body_received:
+                        n = <Py_ssize_t>(self.max_request_body_size - self.body_received)
+                self.body_received += n
+                self.body_ptr = data + pos
+                self.body_len = n
+                self.consumed = pos + n
+                return EV_BODY
             else:
                 self.consumed = pos
                 return EV_ERROR
@@ -603,7 +648,7 @@ cdef class HttpMessageParser:
         cdef Py_ssize_t chunk_ext_bytes = self.chunk_ext_bytes
         reason = self._early_reason(state, <const unsigned char*>line, length, scanned, False)
         if reason != R_NONE:
-            event = self._fail(reason, "line refused")
+            event = self._fail(reason, DETAIL_EARLY_WHOLE)
         elif length == 0 or line[length - 1] != b'\r':
             event = self._fail(R_INVALID_LINE_ENDING, "line not terminated by CRLF")
         else:
@@ -616,8 +661,10 @@ cdef class HttpMessageParser:
             self.chunk_ext_bytes = chunk_ext_bytes
         # A bare CR fires earlier than the end of the line, so it outranks what was found.
         reason = self._early_reason(state, <const unsigned char*>line, length, scanned, True)
-        if reason != R_NONE:
+        if reason != R_NONE and reason != self.error_reason:
+            # Only the bare-CR check is new in this pass.
             self.error_reason = reason
+            self.error_detail = "CR not followed by LF"
         return event
 
     @cython.final
@@ -809,6 +856,7 @@ cdef class HttpMessageParser:
             if self.te_chunked_seen:
                 self.te_after_chunked = True
             if _equals_lower(value + start, end - start, b"chunked", 7):
+                self.te_chunked_twice = self.te_chunked_seen
                 self.te_chunked_seen = True
             else:
                 self.te_unsupported = True
@@ -834,17 +882,25 @@ cdef class HttpMessageParser:
                 self.conn_upgrade = True
 
     @cython.final
+    cdef int _check_transfer_encoding(self) noexcept:
+        """What any message with Transfer-Encoding must pass (RFC 9112 §6.1 and §6.3: the
+        checks that stop request smuggling and response splitting)."""
+        if self.content_length >= 0:
+            return self._fail(R_CONTENT_LENGTH_WITH_TRANSFER_ENCODING,
+                              "both Content-Length and Transfer-Encoding")
+        if self.http_minor == 0:
+            return self._fail(R_INVALID_TRANSFER_ENCODING, "Transfer-Encoding in HTTP/1.0")
+        if self.te_syntax_error or self.te_codings == 0:
+            return self._fail(R_INVALID_TRANSFER_ENCODING, "malformed Transfer-Encoding")
+        return EV_NEED_DATA
+
+    @cython.final
     cdef int _end_of_fields(self) except -1:
-        """Judge the framing of a complete header section; set keep_alive and upgrade."""
+        """Judge the framing of a complete request header section; set keep_alive and
+        upgrade."""
         if self.has_transfer_encoding:
-            # RFC 9112 §6.1 and §6.3: the checks that stop request smuggling.
-            if self.content_length >= 0:
-                return self._fail(R_CONTENT_LENGTH_WITH_TRANSFER_ENCODING,
-                                  "both Content-Length and Transfer-Encoding")
-            if self.http_minor == 0:
-                return self._fail(R_INVALID_TRANSFER_ENCODING, "Transfer-Encoding in HTTP/1.0")
-            if self.te_syntax_error or self.te_codings == 0:
-                return self._fail(R_INVALID_TRANSFER_ENCODING, "malformed Transfer-Encoding")
+            if self._check_transfer_encoding() == EV_ERROR:
+                return EV_ERROR
             if self.te_after_chunked:
                 return self._fail(R_INVALID_TRANSFER_ENCODING, "chunked is not the final coding")
             if self.te_unsupported:
@@ -982,6 +1038,27 @@ cdef class HttpMessageParser:
         """What next_event() returns for EV_HEADERS."""
         return None
 
+    cdef object _parse_error(self):
+        """The HttpParseError next_event() raises for the current error."""
+        return HttpParseError(self.error_reason, self.error_detail or "")
+
+    cdef int execute_eof(self) except -1:
+        """The peer closed its sending side; call it once execute() has used all input.
+
+        Ends a body that runs until EOF (EV_MESSAGE_END, then the parser is paused), reports
+        EV_PAUSED at a message boundary or when paused already (nothing more will come), and
+        fails with INCOMPLETE_MESSAGE inside a message.
+        """
+        if self.state == S_BODY_UNTIL_EOF:
+            self.keep_alive = False
+            self.state = S_MESSAGE_END
+            return self.execute(NULL, 0)
+        if self.state == S_PAUSED or (self.state == S_START_LINE and self.line_len == 0):
+            return EV_PAUSED
+        if self.state == S_ERROR:
+            return EV_ERROR
+        return self._fail(R_INCOMPLETE_MESSAGE, "connection closed inside a message")
+
     # ---- Python interface: feed() / next_event().
 
     def feed(self, bytes data not None):
@@ -1002,8 +1079,8 @@ cdef class HttpMessageParser:
         return list(self._trailers) if self._trailers is not None else []
 
     def next_event(self):
-        """The next head (a RequestHead from HttpParser), body bytes, END_OF_MESSAGE,
-        NEED_DATA, PAUSED or CLOSED."""
+        """The next head (a RequestHead from HttpParser, a ResponseHead from
+        HttpResponseParser), body bytes, END_OF_MESSAGE, NEED_DATA, PAUSED or CLOSED."""
         cdef bytes chunk
         cdef int event
         cdef Py_ssize_t size
@@ -1029,10 +1106,7 @@ cdef class HttpMessageParser:
                 if event == EV_NEED_DATA:
                     if not self.eof:
                         return NEED_DATA
-                    if self.state == S_START_LINE and self.line_len == 0:
-                        return CLOSED
-                    self._fail(R_INCOMPLETE_MESSAGE, "connection closed inside a message")
-                    event = EV_ERROR
+                    event = self.execute_eof()
             if event == EV_HEADERS:
                 return self._head_event()
             if event == EV_BODY:
@@ -1041,6 +1115,6 @@ cdef class HttpMessageParser:
                 return END_OF_MESSAGE
             if event == EV_PAUSED:
                 return CLOSED if self.eof and not self.pending else PAUSED
-            raise HttpParseError(self.error_reason, self.error_detail or "")
+            raise self._parse_error()
 
 

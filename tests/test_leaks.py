@@ -1,11 +1,11 @@
 """Leak checks for the parser.
 
-A debug build (KESTREL_DEBUG=1) counts every parser, RequestHead and line buffer it allocates
-and frees, and every watchdog thread it starts and joins; the first test builds one in a
-scratch copy of the tree and asserts the counts balance after a workload that touches every
-path (split lines, bodies, chunked trailers, errors, EOF). The second checks the release
-build in this process with tracemalloc: parsing the same requests many times must not grow
-memory.
+A debug build (KESTREL_DEBUG=1) counts every parser, RequestHead, ResponseHead, line buffer
+and response parser's ring of requests it allocates and frees, and every watchdog thread it
+starts and joins; the first test builds one in a scratch copy of the tree and asserts the
+counts balance after a workload that touches every path (split lines, bodies, chunked
+trailers, errors, EOF). The second checks the release build in this process with
+tracemalloc: parsing the same requests and responses many times must not grow memory.
 """
 
 from __future__ import annotations
@@ -23,7 +23,15 @@ from pathlib import Path
 
 import pytest
 
-from kestrel._core import CLOSED, NEED_DATA, PAUSED, HttpParseError, HttpParser, LatencyHistogram
+from kestrel._core import (
+    CLOSED,
+    NEED_DATA,
+    PAUSED,
+    HttpParseError,
+    HttpParser,
+    HttpResponseParser,
+    LatencyHistogram,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,8 +46,36 @@ WORKLOAD = [
 ]
 
 
+OK_5 = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+# (one "is HEAD" flag per request, the responses), for HttpResponseParser.
+RESPONSE_WORKLOAD = [
+    ((False,) * 20, OK_5 * 20),  # the ring of requests grows past 16
+    (
+        (True, False),
+        b"HTTP/1.1 100 Continue\r\n\r\n" + OK_5[:-5] + b"HTTP/1.1 200 OK\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nX-T: t\r\n\r\n",
+    ),
+    ((False,), b"HTTP/1.1 200 Fine\r\nX: y\r\n\r\nuntil the close"),
+    ((False,), b"HTTP/1.1 200 OK\r\nX: bad\x00value\r\n\r\n"),
+    ((), OK_5),  # no request outstanding
+]
+
+
+def drain(parser: HttpParser | HttpResponseParser) -> int:
+    events = 0
+    try:
+        while True:
+            event = parser.next_event()
+            events += 1
+            if event is NEED_DATA or event is PAUSED or event is CLOSED:
+                return events
+    except HttpParseError:
+        return events + 1
+
+
 def run_workload(rounds: int) -> int:
-    """Parse every request whole and split in two, `rounds` times; return events seen."""
+    """Parse every request and response whole and split in two, `rounds` times; return
+    events seen."""
     events = 0
     for _ in range(rounds):
         for raw in WORKLOAD:
@@ -48,14 +84,16 @@ def run_workload(rounds: int) -> int:
                 parser.feed(raw[:cut])
                 parser.feed(raw[cut:])
                 parser.feed_eof()
-                try:
-                    while True:
-                        event = parser.next_event()
-                        events += 1
-                        if event is NEED_DATA or event is PAUSED or event is CLOSED:
-                            break
-                except HttpParseError:
-                    events += 1
+                events += drain(parser)
+        for expects, raw in RESPONSE_WORKLOAD:
+            for cut in (len(raw), len(raw) // 2, 7):
+                response_parser = HttpResponseParser()
+                for is_head in expects:
+                    response_parser.expect(is_head)
+                response_parser.feed(raw[:cut])
+                response_parser.feed(raw[cut:])
+                response_parser.feed_eof()
+                events += drain(response_parser)
     return events
 
 
@@ -173,11 +211,13 @@ def test_debug_build_counters_balance(tmp_path: Path) -> None:
     assert report["events"] > 1000
     assert report["responses"] == 20 * 9
     # Every object the core manages was freed: parsers (the table workload's and one per
-    # connection), request heads, line and header-field buffers, connections, requests,
-    # bodies and pipes.
+    # connection), request and response heads, line and header-field buffers, response
+    # parsers' rings of requests, connections, requests, bodies and pipes.
     for name in (
         "parser",
         "request_head",
+        "response_head",
+        "expected_ring",
         "line_buffer",
         "fields_buffer",
         "connection",
@@ -206,6 +246,6 @@ def test_release_build_does_not_grow() -> None:
         after, _ = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    # 500 rounds are 9,000 parsers and ~30,000 objects; a leak of even one object per parse
+    # 500 rounds are 16,500 parsers and ~60,000 objects; a leak of even one object per parse
     # would show as hundreds of KiB.
     assert after - before < 16 * 1024, f"memory grew by {after - before} bytes"

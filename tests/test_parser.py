@@ -1185,6 +1185,12 @@ DOCUMENTED_STATUS = {
     # answers these.
     R.REQUEST_HEADERS_TIMEOUT: 408,
     R.REQUEST_BODY_TIMEOUT: 408,
+    # Only the response parser (tests/test_response_parser.py) finds these: what a gateway
+    # answers an invalid response with.
+    R.INVALID_STATUS_LINE: 502,
+    R.INVALID_STATUS_CODE: 502,
+    R.STATUS_LINE_TOO_LONG: 502,
+    R.UNEXPECTED_RESPONSE: 502,
 }
 
 

@@ -31,6 +31,7 @@ cdef class HttpMessageParser:
     cdef bint te_after_chunked        # a coding followed chunked, or chunked twice
     cdef bint te_unsupported          # a coding other than chunked
     cdef bint te_syntax_error
+    cdef bint te_chunked_twice        # chunked given more than once
     cdef bint conn_close
     cdef bint conn_keep_alive
     cdef bint conn_upgrade
@@ -39,7 +40,7 @@ cdef class HttpMessageParser:
     cdef bint keep_alive
     cdef bint upgrade
     cdef long long body_remaining     # bytes left in this Content-Length body or chunk
-    cdef long long body_received      # decoded chunked body bytes so far
+    cdef long long body_received      # decoded chunked (or until-EOF) body bytes so far
     cdef Py_ssize_t chunk_ext_bytes
 
     # Outputs of execute().
@@ -83,6 +84,8 @@ cdef class HttpMessageParser:
     @cython.final
     cdef void _release_fields(self) noexcept
     @cython.final
+    cdef int _check_transfer_encoding(self) noexcept
+    @cython.final
     cdef int _end_of_fields(self) except -1
     @cython.final
     cdef bytes _take_fields(self)
@@ -103,3 +106,5 @@ cdef class HttpMessageParser:
                           Py_ssize_t length) except -1
     cdef int _end_of_head(self) except -1
     cdef object _head_event(self)
+    cdef object _parse_error(self)
+    cdef int execute_eof(self) except -1

@@ -1,0 +1,26 @@
+# Declarations of the response parser (response_parser.pxi).
+
+cdef class ResponseHead:
+    cdef readonly int status
+    cdef readonly bytes reason
+    cdef readonly str http_version
+    # The header fields packed by the parser, as in RequestHead; `headers` builds the list.
+    cdef bytes _fields
+    cdef list _headers
+    cdef readonly bint keep_alive
+    cdef readonly long long content_length  # body bytes that follow; -1: chunked or until EOF
+    cdef readonly bint chunked
+
+
+cdef class HttpResponseParser(HttpMessageParser):
+    # The response front end (response_parser.pxi).
+    cdef readonly ResponseHead head
+    # The requests whose final response has not begun, oldest first: a ring of "is HEAD"
+    # flags, expected_cap (a power of two, or 0) bytes from PyMem.
+    cdef unsigned char* expected
+    cdef Py_ssize_t expected_cap
+    cdef Py_ssize_t expected_first
+    cdef readonly Py_ssize_t outstanding
+    cdef bint awaiting_final          # a 1xx was reported; its final response has not begun
+
+    cpdef void expect(self, bint head_request=*) except *
