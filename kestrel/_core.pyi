@@ -452,3 +452,29 @@ FIRST_STEP_WITHOUT_TASK: Final[bool]
 
 class RequestTask(asyncio.Task[Any]):
     """The Task a request handler runs as; initialized only if the handler suspends."""
+
+class LoadGenerator:
+    """kestrel-bench's client loop (load_generator.pxi): HTTP/1.1 load on `connections`
+    connections to one address, timed into `histogram`."""
+
+    histogram: LatencyHistogram
+    def __init__(
+        self,
+        family: int,
+        address: bytes,
+        request: bytes,
+        *,
+        connections: int = 64,
+        pipeline: int = 1,
+        head_requests: bool = False,
+        timeout: float = 10.0,
+        rate: float = 0.0,
+        requests: int = -1,
+        histogram: LatencyHistogram | None = None,
+    ) -> None: ...
+    def run(self, seconds: float) -> None: ...
+    def reset_counters(self) -> None: ...
+    def counters(self) -> dict[str, Any]: ...
+    @property
+    def finished(self) -> bool: ...
+    def close(self) -> None: ...

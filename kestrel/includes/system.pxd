@@ -15,6 +15,7 @@ cdef extern from "<errno.h>" nogil:
         EPROTO
         EPIPE
         ECONNRESET
+        EINPROGRESS
 
 cdef extern from "<sys/epoll.h>" nogil:
     union epoll_data_t "epoll_data":
@@ -68,6 +69,12 @@ cdef extern from "<sys/socket.h>" nogil:
     ssize_t send(int sockfd, const void* buf, size_t len, int flags)
     ssize_t recv(int sockfd, void* buf, size_t len, int flags)
     int shutdown(int sockfd, int how)
+    enum:
+        SOCK_STREAM
+        SO_ERROR
+    int socket(int domain, int type, int protocol)
+    int connect(int sockfd, const sockaddr* addr, socklen_t addrlen)
+    int getsockopt(int sockfd, int level, int optname, void* optval, socklen_t* optlen)
 
 cdef extern from "<netinet/in.h>" nogil:
     enum:
