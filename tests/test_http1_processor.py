@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+from cut_points import cuts
 from processor_pair import ProcessorPair, strip_date
 
 from kestrel import App, HttpParseError, Limits, Response, StreamingResponse
@@ -86,22 +87,6 @@ def chunks(*pieces: bytes) -> bytes:
 NEXT = get(b"/next")
 
 # ---- Cut points.
-
-
-def cuts(data: bytes, limit: int = 320) -> list[list[int]]:
-    """The splits every input is sent with: whole, cut once at each byte boundary, and a
-    byte at a time. A longer input is cut only where parsers go wrong: around every CRLF, at
-    both ends, and in the middle."""
-    if len(data) <= limit:
-        points: list[int] = list(range(1, len(data)))
-    else:
-        interesting = {1, 2, len(data) // 2, len(data) - 2, len(data) - 1}
-        at = data.find(b"\r\n")
-        while at >= 0:
-            interesting.update((at, at + 1, at + 2))
-            at = data.find(b"\r\n", at + 1)
-        points = sorted(p for p in interesting if 0 < p < len(data))
-    return [[], *([p] for p in points), list(range(1, len(data)))]
 
 
 def each_cut(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import h11
 import pytest
+from cut_points import cuts
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -558,22 +559,6 @@ def pending_events(parser: HttpResponseParser) -> list[Ev]:
         assert err.status == 502, err
         events.append(error(err.reason))
     return events
-
-
-def cuts(data: bytes, limit: int = 320) -> list[list[int]]:
-    """The splits every input is sent with: whole, cut once at each byte boundary, and a
-    byte at a time. A longer input is cut only where parsers go wrong: around every CRLF, at
-    both ends, and in the middle (as tests/test_http1_processor.py's cuts())."""
-    if len(data) <= limit:
-        points: list[int] = list(range(1, len(data)))
-    else:
-        interesting = {1, 2, len(data) // 2, len(data) - 2, len(data) - 1}
-        at = data.find(b"\r\n")
-        while at >= 0:
-            interesting.update((at, at + 1, at + 2))
-            at = data.find(b"\r\n", at + 1)
-        points = sorted(p for p in interesting if 0 < p < len(data))
-    return [[], *([p] for p in points), list(range(1, len(data)))]
 
 
 def pieces(data: bytes, split: list[int]) -> list[bytes]:
