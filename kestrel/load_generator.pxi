@@ -215,8 +215,7 @@ cdef class LoadGenerator:
         cdef ClientConnection* c = &self.conns[i]
         cdef HttpResponseParser parser = <HttpResponseParser>self.parsers[i]
         cdef ssize_t got
-        cdef Py_ssize_t pos
-        cdef int event, answered = 0
+        cdef int answered = 0
         cdef uint64_t now
         cdef bint closing = False
         while True:
@@ -309,7 +308,8 @@ cdef class LoadGenerator:
         self._send(i, now)
 
     cdef void _queue(self, int i, int count, uint64_t stamp):
-        """Count `count` requests as due, stamped with `stamp`."""
+        """Count `count` requests as due, stamped with `stamp` (closed loop: the time they
+        are handed to send(), which is when their latency starts)."""
         cdef ClientConnection* c = &self.conns[i]
         cdef uint64_t* ring = self.stamps + <Py_ssize_t>i * self.pipeline
         cdef int k, slot
@@ -323,20 +323,9 @@ cdef class LoadGenerator:
     cdef void _send(self, int i, uint64_t now):
         """Hand what is pending and what is queued to the socket."""
         cdef ClientConnection* c = &self.conns[i]
-        cdef uint64_t* ring = self.stamps + <Py_ssize_t>i * self.pipeline
         cdef ssize_t sent
-        cdef int k
         if c.out_end == 0 and c.queued:
-            c.out_offset = 0
-            c.out_end = c.queued * self.request_size
-            if not self.interval_ns:
-                # Closed loop: a request's time starts when it is written.
-                for k in range(c.queued):
-                    ring[(c.ring_head + c.in_flight + k) % self.pipeline] = now
-            self._expect(i, c.queued)
-            c.in_flight += c.queued
-            self.sent += c.queued
-            c.queued = 0
+            self._start_queued(i)
         while c.out_end:
             sent = send(c.fd, PyBytes_AS_STRING(self.block) + c.out_offset,
                         c.out_end - c.out_offset, MSG_NOSIGNAL)
@@ -354,13 +343,19 @@ cdef class LoadGenerator:
             if c.out_offset == c.out_end:
                 c.out_offset = c.out_end = 0
                 if c.queued:
-                    # Requests that fell due while a send was pending go now.
-                    c.out_end = c.queued * self.request_size
-                    self._expect(i, c.queued)
-                    c.in_flight += c.queued
-                    self.sent += c.queued
-                    c.queued = 0
+                    self._start_queued(i)  # they fell due while a send was pending
         self._arm_out(i, False)
+
+    cdef void _start_queued(self, int i):
+        """The queued requests become the bytes to send and the responses to wait for (they
+        were stamped when they fell due: _queue, or the schedule)."""
+        cdef ClientConnection* c = &self.conns[i]
+        c.out_offset = 0
+        c.out_end = c.queued * self.request_size
+        self._expect(i, c.queued)
+        c.in_flight += c.queued
+        self.sent += c.queued
+        c.queued = 0
 
     cdef void _expect(self, int i, int count):
         """Tell the connection's parser what the next `count` responses answer."""

@@ -47,6 +47,7 @@ cdef class LoadGenerator:
     cdef void _refill(self, int i, uint64_t now)
     cdef void _queue(self, int i, int count, uint64_t stamp)
     cdef void _send(self, int i, uint64_t now)
+    cdef void _start_queued(self, int i)
     cdef void _expect(self, int i, int count)
     cdef void _arm_out(self, int i, bint on)
     cdef uint64_t _send_due(self, uint64_t now, uint64_t wake)
