@@ -26,6 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+# Re-exported: the scripts in perf/ take these from here, beside the contenders.
+from kestrel.bench.procfs import CLK_TCK as CLK_TCK
+from kestrel.bench.procfs import Memory as Memory
+from kestrel.bench.procfs import core_times as core_times
+from kestrel.bench.procfs import core_usage as core_usage
+from kestrel.bench.procfs import cpu_ticks as cpu_ticks
+from kestrel.bench.procfs import machine as machine
+from kestrel.bench.procfs import memory as memory
+from kestrel.bench.procfs import process_tree as process_tree
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VENV = ROOT / "perf" / ".venv"
 SERVER_CPU = 0
@@ -106,112 +116,6 @@ def tool_path(name: str) -> str | None:
     if found is None and os.access(f"/usr/sbin/{name}", os.X_OK):
         found = f"/usr/sbin/{name}"
     return found
-
-
-# --------------------------------------------------------------------------------------------
-# /proc: the process tree of a server, its CPU time and memory
-
-
-def _children_map() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    return children
-
-
-def process_tree(root: int) -> list[int]:
-    """``root`` and all its descendants (nginx's master and worker, granian's workers)."""
-    children = _children_map()
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
-
-
-def cpu_ticks(pids: list[int]) -> tuple[int, int]:
-    """(utime, stime) of ``pids``: time in the program and in the kernel on its behalf, in
-    clock ticks (processes that are gone count 0)."""
-    user = kernel = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        user += int(fields[11])
-        kernel += int(fields[12])
-    return user, kernel
-
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def core_times() -> dict[int, tuple[int, int, int]]:
-    """Per core, from /proc/stat: (busy, total, steal) ticks since boot.
-
-    busy is everything but idle and iowait; steal is time the hypervisor gave to others.
-    """
-    out: dict[int, tuple[int, int, int]] = {}
-    with contextlib.suppress(OSError), open("/proc/stat") as f:
-        for line in f:
-            name, _, rest = line.partition(" ")
-            if name.startswith("cpu") and name[3:].isdigit():
-                v = [int(x) for x in rest.split()]
-                idle = v[3] + v[4]
-                steal = v[7] if len(v) > 7 else 0
-                total = sum(v[:8])
-                out[int(name[3:])] = (total - idle, total, steal)
-    return out
-
-
-def core_usage(
-    before: dict[int, tuple[int, int, int]], after: dict[int, tuple[int, int, int]]
-) -> dict[int, tuple[float, float]]:
-    """Per core: (busy %, steal %) between two core_times() readings."""
-    usage: dict[int, tuple[float, float]] = {}
-    for core, (busy1, total1, steal1) in after.items():
-        busy0, total0, steal0 = before.get(core, (0, 0, 0))
-        dt = max(1, total1 - total0)
-        usage[core] = (100.0 * (busy1 - busy0) / dt, 100.0 * (steal1 - steal0) / dt)
-    return usage
-
-
-@dataclass(frozen=True)
-class Memory:
-    rss: int  # bytes, VmRSS summed over the tree
-    pss: int  # bytes, Pss from smaps_rollup summed over the tree (0 if unreadable)
-
-
-def memory(pids: list[int]) -> Memory:
-    rss = pss = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        rss += int(line.split()[1]) * 1024
-                        break
-        except OSError:
-            continue
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        pss += int(line.split()[1]) * 1024
-                        break
-        except OSError:
-            pass
-    return Memory(rss, pss)
 
 
 # --------------------------------------------------------------------------------------------
@@ -482,24 +386,6 @@ def pin_self_to_client_core() -> None:
     """Keep the driver itself (and so wrk and the probe's clients) off the server's core."""
     with contextlib.suppress(OSError):
         os.sched_setaffinity(0, {CLIENT_CPU})
-
-
-def machine() -> dict[str, object]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    loadavg = ""
-    with contextlib.suppress(OSError), open("/proc/loadavg") as f:
-        loadavg = " ".join(f.read().split()[:3])
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "kernel": os.uname().release,
-        "loadavg_at_start": loadavg,
-    }
 
 
 def git_commit() -> tuple[str, list[str]]:
