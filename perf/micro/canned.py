@@ -1,10 +1,14 @@
-"""Fixed inputs shared by the micro-benchmarks: the canned requests the parser is timed on.
+"""Fixed inputs shared by the micro-benchmarks: the canned requests the parser is timed on,
+the canned responses the response parser is timed on, and the latencies the histogram records.
 
-Built once at import, never inside a timed function. (They were perf/bench_parser.py's;
+Built once at import, never inside a timed function. (The requests were perf/bench_parser.py's;
 RESULTS.md's parser figures before the micro-benchmarks were measured on the same bytes.)
 """
 
 from __future__ import annotations
+
+import math
+import random
 
 
 def _chunked(body: bytes, size: int) -> bytes:
@@ -57,3 +61,84 @@ REQUESTS: dict[str, bytes] = {
     "browser GET": BROWSER_GET,
     "chunked POST": CHUNKED_POST,
 }
+
+
+class CannedResponses:
+    """Responses as a server sends them, one buffer, and what each must parse to."""
+
+    __slots__ = ("body_length", "count", "raw", "status")
+
+    def __init__(self, raw: bytes, *, count: int, status: int, body_length: int) -> None:
+        self.raw = raw
+        self.count = count  # responses in raw: the client has sent as many requests
+        self.status = status  # of each
+        self.body_length = body_length  # of each, after dechunking
+
+
+# kestrel's (and nginx's) answer to perf/apps' GET /: the bytes wrk reads in bench_http.py.
+PLAINTEXT_OK = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"Server: kestrel\r\n"
+    b"Date: Mon, 06 May 2024 09:12:44 GMT\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"Content-Length: 13\r\n"
+    b"\r\n"
+    b"Hello, World!"
+)
+
+_HTML = (
+    b"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Article 42</title>"
+    b"</head>\n<body>\n"
+    + b"".join(b"<p>Paragraph %02d of the article, as a page of text would have it.</p>\n" % i
+               for i in range(24))
+    + b"</body></html>\n"
+)  # fmt: skip
+# An HTML page from nginx behind the usual security and caching fields: 12 header fields.
+BROWSER_PAGE = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"Server: nginx/1.24.0\r\n"
+    b"Date: Mon, 06 May 2024 09:12:44 GMT\r\n"
+    b"Content-Type: text/html; charset=utf-8\r\n"
+    b"Content-Length: %d\r\n"
+    b"Connection: keep-alive\r\n"
+    b"Last-Modified: Sun, 05 May 2024 21:40:02 GMT\r\n"
+    b'ETag: "6637fd82-7a4"\r\n'
+    b"Cache-Control: private, max-age=0, must-revalidate\r\n"
+    b"Vary: Accept-Encoding\r\n"
+    b"Set-Cookie: sessionid=8f2k1q9xv0c3; Path=/; HttpOnly; Secure; SameSite=Lax\r\n"
+    b"Strict-Transport-Security: max-age=63072000; includeSubDomains\r\n"
+    b"X-Content-Type-Options: nosniff\r\n"
+    b"\r\n"
+) % len(_HTML) + _HTML
+
+# The chunked POST's 1 KiB of JSON coming back, in 4 chunks of 256 bytes.
+CHUNKED_JSON = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"Server: kestrel\r\n"
+    b"Date: Mon, 06 May 2024 09:12:44 GMT\r\n"
+    b"Content-Type: application/json\r\n"
+    b"Transfer-Encoding: chunked\r\n"
+    b"\r\n" + _chunked(_POST_BODY, 256)
+)
+
+PIPELINE_DEPTH = 16
+
+RESPONSES: dict[str, CannedResponses] = {
+    "plaintext": CannedResponses(PLAINTEXT_OK, count=1, status=200, body_length=13),
+    "browser page": CannedResponses(BROWSER_PAGE, count=1, status=200, body_length=len(_HTML)),
+    "chunked JSON": CannedResponses(CHUNKED_JSON, count=1, status=200, body_length=len(_POST_BODY)),
+    # What a pipelining client reads in one recv(): 16 answers to 16 requests sent at once.
+    "pipelined x16": CannedResponses(
+        PLAINTEXT_OK * PIPELINE_DEPTH, count=PIPELINE_DEPTH, status=200, body_length=13
+    ),
+}
+
+
+def _latencies_us(count: int) -> list[int]:
+    """Response latencies in microseconds: lognormal, median 1 ms, sigma 1 (seeded), as
+    perf/bench_histogram.py draws them."""
+    rng = random.Random(11)
+    return [max(1, round(rng.lognormvariate(math.log(1000), 1.0))) for _ in range(count)]
+
+
+LATENCIES_US = _latencies_us(1_000)

@@ -5,7 +5,8 @@ Theory of operation
 Each ``test_*_bench.py`` module times one layer. A *group* (``benchmark.group``) is one
 operation on one fixed input, timed once per *contender*: the test's ``contender``
 parameter, whose value starts with ``kestrel`` for kestrel (a group may hold several kestrel
-variants) and names the peer otherwise (``httptools``, ``starlette``, ``h11``).
+variants) and names the peer otherwise (``httptools``, ``starlette``, ``h11``, ``hdrh``; a
+group may hold several peers).
 pytest-benchmark prints one table per group, every column's ratio to the group's best in
 brackets; after the tables, ``ratios.py`` prints peer time / kestrel time per group.
 
@@ -17,7 +18,8 @@ Rules for the timed function, kept by every module:
 - no I/O: the engine runs over its in-memory transport, ASGI apps are called directly;
 - fixed inputs built outside it (parsers, route tables, apps, scopes, headers);
 - ``benchmark.pedantic`` only where a contender cannot repeat the operation on one object
-  (h11: a connection sends one response per request it has received).
+  (h11: a connection sends one response per request it has received, and reads one per
+  request it has sent).
 
 Run from the repository root: ``python -m pytest perf/micro`` (see perf/README.md).
 """

@@ -3,9 +3,10 @@
     python perf/micro/ratios.py              # the run saved last under perf/micro/.benchmarks
     python perf/micro/ratios.py RUN.json     # a saved run, or a --benchmark-json file
 
-In a group, the row whose ``contender`` does not start with "kestrel" is the peer, and each
-kestrel row gets peer/kestrel for the median and for the minimum: 2.00x means kestrel takes
-half the peer's time (a rate ratio, as in RESULTS.md). conftest.py prints this same table
+In a group, a row whose ``contender`` does not start with "kestrel" is a peer, and each
+kestrel row gets peer/kestrel for the median and for the minimum, one line per peer (the
+response parser's groups have two: httptools and h11): 2.00x means kestrel takes half the
+peer's time (a rate ratio, as in RESULTS.md). conftest.py prints this same table
 after every run that times anything.
 """
 
@@ -38,19 +39,18 @@ def ratio_table(benchmarks: list[dict[str, Any]]) -> str:
         "|---|---|---|--:|--:|--:|--:|",
     ]
     for group in sorted(groups):
+        kestrels = [b for b in groups[group] if _contender(b).startswith("kestrel")]
         peers = [b for b in groups[group] if not _contender(b).startswith("kestrel")]
-        if len(peers) != 1:
-            continue  # no single peer to hold the kestrel rows against
-        peer = peers[0]["stats"]
-        for bench in groups[group]:
-            if bench is peers[0]:
-                continue
-            ours = bench["stats"]
-            lines.append(
-                f"| {group} | {_contender(bench)} | {_contender(peers[0])} "
-                f"| {_ns(ours['median'])} | {_ns(peer['median'])} "
-                f"| {peer['median'] / ours['median']:.2f}x | {peer['min'] / ours['min']:.2f}x |"
-            )
+        for peer in peers:
+            theirs = peer["stats"]
+            for bench in kestrels:
+                ours = bench["stats"]
+                lines.append(
+                    f"| {group} | {_contender(bench)} | {_contender(peer)} "
+                    f"| {_ns(ours['median'])} | {_ns(theirs['median'])} "
+                    f"| {theirs['median'] / ours['median']:.2f}x "
+                    f"| {theirs['min'] / ours['min']:.2f}x |"
+                )
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
