@@ -161,6 +161,7 @@ def histogram_workload() -> int:
     return made
 
 
+@pytest.mark.interpreter_neutral  # a second build of the C core, counted in C
 def test_debug_build_counters_balance(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     tree.mkdir()

@@ -98,19 +98,21 @@ def port(request: pytest.FixtureRequest) -> Iterator[int]:
 
 
 def test_an_apps_content_length_is_sent_once(port: int) -> None:
-    received = exchange(port, GET % b"/length" + NEXT)
+    # half_close: the FIN after the requests lets the server close once it has answered, so
+    # the exchange ends then instead of after a second of silence.
+    received = exchange(port, GET % b"/length" + NEXT, half_close=True)
     first, second = responses(received, ["GET", "GET"])
     assert received.raw.lower().count(b"content-length: 5\r\n") == 1
     assert (first.status, first.body, second.body) == (200, b"hello", b"next")
 
 
 def test_an_apps_chunked_never_goes_with_a_length(port: int) -> None:
-    received = exchange(port, GET % b"/chunked" + NEXT)
+    received = exchange(port, GET % b"/chunked" + NEXT, half_close=True)
     first, second = responses(received, ["GET", "GET"])
     assert first.header("transfer-encoding") is None
     assert (first.header("content-length"), first.body) == ("5", b"hello")
     assert second.body == b"next"
-    received = exchange(port, GET % b"/stream-chunked" + NEXT)
+    received = exchange(port, GET % b"/stream-chunked" + NEXT, half_close=True)
     first, second = responses(received, ["GET", "GET"])
     assert first.header("transfer-encoding") == "chunked"
     assert first.header("content-length") is None
@@ -118,7 +120,7 @@ def test_an_apps_chunked_never_goes_with_a_length(port: int) -> None:
 
 
 def test_no_content_length_on_204(port: int) -> None:
-    received = exchange(port, GET % b"/no-content" + NEXT)
+    received = exchange(port, GET % b"/no-content" + NEXT, half_close=True)
     first, second = responses(received, ["GET", "GET"])
     assert first.status == 204 and first.header("content-length") is None
     assert second.body == b"next"
@@ -139,7 +141,7 @@ def test_a_response_the_server_cannot_frame_is_a_500(
     port: int, path: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.ERROR, logger="kestrel.error"):
-        received = exchange(port, GET % path + NEXT)
+        received = exchange(port, GET % path + NEXT, half_close=True)
     first, second = responses(received, ["GET", "GET"])
     assert first.status == 500
     assert b"injected" not in received.raw and b"evil" not in received.raw
@@ -155,10 +157,12 @@ def test_a_response_the_server_cannot_frame_is_a_500(
 
 def test_a_refused_file_response_closes_its_file() -> None:
     with serve_in_thread(framing_app(False), port=0) as server:
-        exchange(server.port, GET % b"/file-bad")  # opens the file once: the lazy imports
+        exchange(
+            server.port, GET % b"/file-bad", half_close=True
+        )  # opens the file once: the lazy imports
         before = len(os.listdir("/proc/self/fd"))
         for _ in range(20):
-            received = exchange(server.port, GET % b"/file-bad")
+            received = exchange(server.port, GET % b"/file-bad", half_close=True)
             assert received.raw.startswith(b"HTTP/1.1 500 ")
         assert len(os.listdir("/proc/self/fd")) <= before + 2
 
@@ -206,7 +210,9 @@ def test_the_drain_error_is_counted() -> None:
 def test_options_asterisk_and_connect() -> None:
     app = framing_app(False)
     with serve_in_thread(app, port=0) as server:
-        received = exchange(server.port, b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n" + NEXT)
+        received = exchange(
+            server.port, b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n" + NEXT, half_close=True
+        )
         first, second = responses(received, ["OPTIONS", "GET"])
         assert first.status == 200 and first.header("content-length") == "0"
         assert first.header("allow") == "GET, HEAD, OPTIONS, POST"
@@ -222,7 +228,7 @@ def test_options_asterisk_and_connect() -> None:
         return Response(b"", headers={"allow": "GET", "x-own": "1"})
 
     with serve_in_thread(app, port=0) as server:
-        received = exchange(server.port, b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n")
+        received = exchange(server.port, b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n", half_close=True)
         (only,) = responses(received, ["OPTIONS"])
         assert only.header("x-own") == "1"
 

@@ -275,6 +275,7 @@ def on_client_core(run: Callable[[], None]) -> None:
     run()
 
 
+@pytest.mark.interpreter_neutral  # 36 s of load: a figure of the whole server
 def test_slowloris_is_cut_while_wrk_keeps_its_throughput(tmp_path: Path) -> None:
     # Required, not skipped without them: .ci/run installs them (Debian: wrk, util-linux).
     for tool in ("wrk", "taskset", "prlimit"):
