@@ -1,9 +1,10 @@
-"""The three routes of the benchmark app (/work/notes/bench-app-contract.md) that the heavy
-scenarios use, as a kestrel App: ``GET /``, ``POST /upload`` and ``GET /download?bytes=N``.
+"""The three routes of the suite's benchmark app that the heavy scenarios use, as a kestrel
+App: ``GET /``, ``POST /upload`` and ``GET /download?bytes=N``, as every server the suite
+compares serves them.
 
-The tests of kestrel/bench/transfer.py, idle.py and slowloris.py serve it in a thread; run
-by itself (``python -m kestrel tests.bench_app:app``) it is the server those scenarios are
-measured against until ``kestrel-bench serve`` has the whole app.
+The tests of kestrel/bench/transfer.py, idle.py and slowloris.py serve it in a thread. Run by
+itself (``PYTHONPATH=.:tests python -m kestrel bench_app:app``), it is the server those
+scenarios are measured against until ``kestrel-bench serve`` has the whole app.
 """
 
 from __future__ import annotations
