@@ -234,15 +234,16 @@ class _Clients:
         self.errors["timeout"] += late
         return late
 
-    def open(self, count: int, deadline: float) -> bool:
-        """Open ``count`` connections, each through one request; False if cut by the deadline."""
+    def open(self, count: int, in_flight: int, deadline: float) -> bool:
+        """Open ``count`` connections, each through one request, ``in_flight`` at a time;
+        False if cut by the deadline."""
         started = 0
         while started < count or self.selector.get_map():
             now = time.monotonic()
             if now >= deadline:
                 self._time_out_the_rest()
                 return False
-            while started < count and len(self.selector.get_map()) < IN_FLIGHT:
+            while started < count and len(self.selector.get_map()) < in_flight:
                 started += 1
                 try:
                     sock = socket.socket(self.family, socket.SOCK_STREAM)
@@ -323,9 +324,10 @@ def run_idle(
     connections: int,
     budget: float,
     idle_seconds: float = 0.0,
+    in_flight: int = IN_FLIGHT,
 ) -> IdleRun:
     """The scenario (module docstring) with ``connections``, in ``budget`` seconds; the
-    readings after opening wait ``idle_seconds`` at least."""
+    reading after opening waits ``idle_seconds`` at least."""
     start = time.monotonic()
     end = start + budget - RESERVE
     run = IdleRun(connections)
@@ -341,7 +343,7 @@ def run_idle(
     run.before, settled_before = settled_memory(server_pids, start + budget * 0.2)
     try:
         opening = time.monotonic()
-        if not clients.open(connections, opening + (end - opening) * 0.6):
+        if not clients.open(connections, in_flight, opening + (end - opening) * 0.6):
             run.cut = "opening"
         run.opened = len(clients.idle)
         run.seconds_open = time.monotonic() - opening
