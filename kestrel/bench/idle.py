@@ -280,15 +280,22 @@ class _Clients:
         return True
 
 
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError
+    return left
+
+
 def _warm_up(sockaddr: tuple[str, int], family: int, request: bytes, deadline: float) -> str:
     """'' once WARMUP_REQUESTS ``GET /`` got 200 ``Hello, World!``, else what went wrong."""
     try:
         with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            sock.settimeout(_left(deadline))
             sock.connect(sockaddr)
             parser = HttpResponseParser(max_request_body_size=64 * 1024)
             for _ in range(WARMUP_REQUESTS):
-                sock.settimeout(max(0.01, deadline - time.monotonic()))
+                sock.settimeout(_left(deadline))
                 sock.sendall(request)
                 parser.expect()
                 head, body = None, b""
@@ -299,6 +306,7 @@ def _warm_up(sockaddr: tuple[str, int], family: int, request: bytes, deadline: f
                     elif isinstance(event, bytes):
                         body += event
                     elif event.name == "NEED_DATA":
+                        sock.settimeout(_left(deadline))
                         data = sock.recv(65536)
                         if data:
                             parser.feed(data)

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from kestrel.bench.cell import Cell
 from kestrel.bench.idle import IN_FLIGHT, OPEN_FILES_SPARE, raise_open_files_limit
 from kestrel.bench.run import Options, Result, run
-from kestrel.bench.target import TargetError, make_target
+from kestrel.bench.target import TargetError, check_reachable, make_target
 
 FULL_SLOW = 1_000
 QUICK_SLOW = 200
@@ -266,6 +266,7 @@ def measure_slowloris(
         count = max(room, 0)
     try:
         target = make_target(_url(host, port))
+        check_reachable(target, max(0.01, min(2.0, budget / 4)))
     except TargetError as exc:
         return Cell(failed=str(exc))
     slow = SlowClients((target.host, target.port), target.family, f"{host}:{port}", count)
@@ -310,6 +311,8 @@ def measure_slowloris(
             notes.append(f"fast load errors: {kinds}")
     else:
         cell.failed = f"the {budget:g} s budget left no time for the fast load"
+    if count and not slow.opened:
+        cell.failed = "no slow connection could be opened"
     if not stopped:
         notes.append("the slow clients' thread did not stop in time")
     if slow.failure is not None:
