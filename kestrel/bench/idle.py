@@ -346,16 +346,16 @@ def run_idle(
     if problem:
         run.failed = problem
         return run
-    # Shares of the budget: a tenth for each memory reading, half for opening, the rest for
-    # the last round of requests.
-    run.before, settled_before = settled_memory(server_pids, start + budget * 0.2)
+    # Shares of the budget: a tenth for the warm-up, up to 15 % for each memory reading, 60 %
+    # of what is left after the first reading for opening, the rest for the last requests.
+    run.before, settled_before = settled_memory(server_pids, start + budget * 0.25)
     try:
         opening = time.monotonic()
         if not clients.open(connections, in_flight, opening + (end - opening) * 0.6):
             run.cut = "opening"
         run.opened = len(clients.idle)
         run.seconds_open = time.monotonic() - opening
-        reading_end = min(end, time.monotonic() + budget * 0.1 + idle_seconds)
+        reading_end = min(end, time.monotonic() + budget * 0.15 + idle_seconds)
         run.after, settled_after = settled_memory(server_pids, reading_end, at_least=idle_seconds)
         run.settled = settled_before and settled_after
         if not clients.ask_all(end) and not run.cut:
