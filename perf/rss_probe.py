@@ -8,6 +8,8 @@ Pss from /proc/PID/smaps_rollup, summed over the tree.
    and reads its answer, then stays open and idle. Server memory before and after gives bytes
    per connection. Then one more request goes out on EVERY connection, and each must be
    answered 200 ``Hello, World!`` (an idle connection the server dropped counts as a failure).
+   This is `kestrel-bench suite`'s idle scenario (kestrel/bench/idle.py, ``run_idle``) with
+   Pss as well and the target below.
 2. slow-reading uploads: 16 clients each upload 64 MiB to ``POST /upload`` whose handler reads
    at a paced rate (perf/apps/backpressure.py); RSS is sampled every 50 ms and the report
    gives the peak growth over the idle server.
@@ -48,7 +50,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from servers import (
     DEFAULT_VENV,
-    EXPECTED_BODY,
     HOST,
     PEERS,
     Memory,
@@ -60,6 +61,8 @@ from servers import (
     memory,
     pin_self_to_client_core,
 )
+
+from kestrel.bench.idle import run_idle
 
 DEFAULT_KESTREL_CMD = (
     "{python} -m kestrel {app} --host 127.0.0.1 --port {port} --no-access-log --log-level warning"
@@ -176,98 +179,9 @@ class Sampler:
         self._thread.join()
 
 
-# --------------------------------------------------------------------------------------------
-# Part 1: idle keep-alive connections
-
-
-@dataclass
-class IdleResult:
-    connections: int
-    opened: int = 0
-    first_ok: int = 0
-    second_ok: int = 0
-    before: Memory = field(default_factory=lambda: Memory(0, 0))
-    after: Memory = field(default_factory=lambda: Memory(0, 0))
-    errors: dict[str, int] = field(default_factory=dict)
-    seconds_open: float = 0.0
-
-    @property
-    def rss_per_conn(self) -> float:
-        return (self.after.rss - self.before.rss) / max(1, self.opened)
-
-    @property
-    def pss_per_conn(self) -> float:
-        return (self.after.pss - self.before.pss) / max(1, self.opened)
-
-
 def _count(errors: dict[str, int], e: BaseException) -> None:
     key = f"{type(e).__name__}: {e}" if isinstance(e, BadResponse) else type(e).__name__
     errors[key] = errors.get(key, 0) + 1
-
-
-async def _request_ok(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    writer.write(get_request())
-    async with asyncio.timeout(IO_TIMEOUT):
-        status, _, body = await read_response(reader)
-    if status != 200 or body != EXPECTED_BODY:
-        raise BadResponse(f"{status} {body[:40]!r}")
-
-
-async def idle_connections(server: Server, n: int, concurrency: int, idle: float) -> IdleResult:
-    res = IdleResult(n)
-    conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-    sem = asyncio.Semaphore(concurrency)
-
-    async def open_one() -> None:
-        async with sem:
-            try:
-                async with asyncio.timeout(IO_TIMEOUT):
-                    reader, writer = await asyncio.open_connection(HOST, server.port)
-            except (OSError, TimeoutError) as e:
-                _count(res.errors, e)
-                return
-            conns.append((reader, writer))
-            try:
-                await _request_ok(reader, writer)
-                res.first_ok += 1
-            except (OSError, TimeoutError, asyncio.IncompleteReadError, BadResponse) as e:
-                _count(res.errors, e)
-
-    # Warm the server up on one connection, then take the baseline.
-    reader, writer = await asyncio.open_connection(HOST, server.port)
-    try:
-        for _ in range(200):
-            await _request_ok(reader, writer)
-    finally:
-        await close_all([writer])
-    await asyncio.sleep(0.5)
-    res.before = await asyncio.to_thread(settled_memory, server)
-    t0 = time.monotonic()
-    try:
-        await asyncio.gather(*(open_one() for _ in range(n)))
-        res.opened = len(conns)
-        res.seconds_open = time.monotonic() - t0
-        log(
-            f"  opened {res.opened}/{n} connections in {res.seconds_open:.1f} s, "
-            f"{res.first_ok} answered; idle {idle:g} s"
-        )
-        await asyncio.sleep(idle)
-        res.after = await asyncio.to_thread(settled_memory, server)
-
-        async def again(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-            try:
-                await _request_ok(reader, writer)
-                return True
-            except (OSError, TimeoutError, asyncio.IncompleteReadError, BadResponse) as e:
-                _count(res.errors, e)
-                return False
-
-        ok = await asyncio.gather(*(again(r, w) for r, w in conns))
-        res.second_ok = sum(ok)
-        log(f"  second request answered on {res.second_ok}/{res.opened} connections")
-    finally:
-        await close_all([w for _, w in conns])
-    return res
 
 
 # --------------------------------------------------------------------------------------------
@@ -470,7 +384,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--connections", type=int, default=5000, help="part 1 connections (5000)")
     ap.add_argument("--concurrency", type=int, default=200, help="part 1 connects in flight")
-    ap.add_argument("--idle", type=float, default=2.0, help="part 1 idle seconds before 'after'")
+    ap.add_argument(
+        "--idle", type=float, default=2.0, help="part 1 idle seconds at least before 'after'"
+    )
+    ap.add_argument("--idle-budget", type=float, default=120.0, help="part 1 time bound (s)")
     ap.add_argument("--clients", type=int, default=16, help="parts 2 and 3 clients (16)")
     ap.add_argument("--size-mib", type=int, default=64, help="upload/stream size per client")
     ap.add_argument(
@@ -535,36 +452,53 @@ def main(argv: list[str] | None = None) -> int:
             command = shlex.join(s.argv).replace(str(s.workdir), "DIR")
             command = command.replace(f"--port {s.port}", "--port PORT")
             try:
-                r = asyncio.run(idle_connections(s, args.connections, args.concurrency, args.idle))
+                r = run_idle(
+                    HOST,
+                    s.port,
+                    s.pids,
+                    connections=args.connections,
+                    budget=args.idle_budget,
+                    idle_seconds=args.idle,
+                    in_flight=args.concurrency,
+                )
             finally:
                 s.stop()
             out["idle"] = {
-                "connections": r.connections,
-                "opened": r.opened,
-                "first_request_ok": r.first_ok,
-                "second_request_ok": r.second_ok,
+                "connections": r.asked,
+                "opened_and_answered": r.opened,
+                "second_request_ok": r.served,
+                "seconds_to_open": r.seconds_open,
                 "rss_before": r.before.rss,
                 "rss_after": r.after.rss,
                 "pss_before": r.before.pss,
                 "pss_after": r.after.pss,
-                "rss_bytes_per_connection": r.rss_per_conn,
-                "pss_bytes_per_connection": r.pss_per_conn,
-                "errors": r.errors,
+                "rss_bytes_per_connection": r.bytes_per_connection,
+                "pss_bytes_per_connection": r.pss_bytes_per_connection,
+                "memory_settled": r.settled,
+                "errors": dict(r.errors),
+                "cut_by_budget": r.cut or None,
+                "failed": r.failed,
             }
-            all_ok = r.second_ok == r.connections == r.opened == r.first_ok
+            all_ok = r.served == r.opened == r.asked
             verdict = ""
             if args.server == "kestrel":
-                met = r.rss_per_conn <= TARGET_BYTES_PER_CONN and all_ok
+                met = r.bytes_per_connection <= TARGET_BYTES_PER_CONN and all_ok
                 verdict = f"   target <= 1.5 KiB and all served: {'met' if met else 'MISSED'}"
             lines += [
-                f"(1) {r.connections} idle keep-alive connections: opened {r.opened}, "
-                f"first request ok {r.first_ok}, second request ok {r.second_ok}"
+                f"(1) {r.asked} idle keep-alive connections: opened and answered once "
+                f"{r.opened} in {r.seconds_open:.1f} s, second request ok {r.served}"
                 + ("" if all_ok else "  ** NOT ALL SERVED **"),
                 f"    VmRSS {mib(r.before.rss)} -> {mib(r.after.rss)}: "
-                f"{kib(r.rss_per_conn)} per connection{verdict}",
+                f"{kib(r.bytes_per_connection)} per connection{verdict}",
                 f"    Pss   {mib(r.before.pss)} -> {mib(r.after.pss)}: "
-                f"{kib(r.pss_per_conn)} per connection",
+                f"{kib(r.pss_bytes_per_connection)} per connection",
             ]
+            if r.failed:
+                lines.append(f"    failed: {r.failed}")
+            if r.cut:
+                lines.append(f"    the {args.idle_budget:g} s bound cut {r.cut}")
+            if not r.settled:
+                lines.append("    server memory had not settled when read")
             if r.errors:
                 lines.append(f"    errors: {r.errors}")
             lines.append(f"    server command: {command}")
