@@ -305,4 +305,7 @@ HEAVY: tuple[HeavyScenario, ...] = (
 )
 
 Scenario = LoadScenario | HeavyScenario
-SCENARIOS: dict[str, Scenario] = {s.name: s for s in (*LOAD, *HEAVY)}
+SCENARIOS: dict[str, Scenario] = {
+    **{s.name: s for s in LOAD},
+    **{s.name: s for s in HEAVY},
+}

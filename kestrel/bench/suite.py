@@ -150,10 +150,11 @@ def run_suite(plan: Plan, progress: ProgressBar) -> SuiteResult:
         load = [s for s in todo if isinstance(s, LoadScenario)]
         heavy = [s for s in todo if isinstance(s, HeavyScenario)]
         _run_load(plan, contender, load, server_core, result, progress)
-        for scenario in heavy:
-            with progress.step(name, scenario.name, plan.planned_seconds(scenario.name)):
-                cell = _run_heavy(plan, contender, scenario, server_core, result)
-            result.put(scenario.name, name, cell)
+        for heavy_scenario in heavy:
+            planned = plan.planned_seconds(heavy_scenario.name)
+            with progress.step(name, heavy_scenario.name, planned):
+                cell = _run_heavy(plan, contender, heavy_scenario, server_core, result)
+            result.put(heavy_scenario.name, name, cell)
     result.wall_seconds = time.time() - result.started
     return result
 
