@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from kestrel.bench.procfs import process_tree
 
@@ -169,7 +170,7 @@ class ServerProcess:
     argv: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> ServerProcess:
+    def __enter__(self) -> Self:
         try:
             self.start()
         except BaseException:
