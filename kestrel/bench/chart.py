@@ -190,29 +190,28 @@ def _panel(panel: Panel, x: float, y: float) -> list[str]:
     return out
 
 
-def svg(result: SuiteResult, subtitle: str = "") -> str:
+def svg(result: SuiteResult, subtitles: list[str]) -> str:
     rows = panels(result)
     servers = result.plan.servers
     panel_height = TITLE + len(servers) * (BAR + BAR_GAP) + 10
     row_height = 22 + panel_height + 14
-    header = 78
+    header = 100
     height = header + len(rows) * row_height + MARGIN
     body: list[str] = [
         f'<rect width="{WIDTH}" height="{height}" fill="#ffffff"/>',
         _text(MARGIN, 30, "kestrel-bench suite", font_size="20", font_weight="700", fill="#212529"),
     ]
-    cpu = str(result.machine.get("cpu", ""))
-    body.append(
-        _text(MARGIN, 50, f"{subtitle} · {cpu}".strip(" ·"), font_size="11.5", fill="#495057")
-    )
+    for i, line in enumerate(subtitles[:2]):
+        body.append(_text(MARGIN, 50 + 16 * i, line, font_size="11.5", fill="#495057"))
     # Legend: one swatch per server, in the suite's order.
     lx = MARGIN
+    legend_y = 78
     for server in servers:
         body.append(
-            f'<rect x="{lx}" y="60" width="12" height="12" rx="2" '
+            f'<rect x="{lx}" y="{legend_y}" width="12" height="12" rx="2" '
             f'fill="{COLOURS.get(server, OTHER)}"/>'
         )
-        body.append(_text(lx + 17, 70.5, server, font_size="12", fill="#343a40"))
+        body.append(_text(lx + 17, legend_y + 10.5, server, font_size="12", fill="#343a40"))
         lx += 28 + 7 * len(server) + 12
     y = header
     for title, row in rows:

@@ -258,5 +258,12 @@ def write(result: SuiteResult, out: Path, command: str) -> list[Path]:
     paths = [out / "results.md", out / "results.json", out / "chart.svg"]
     paths[0].write_text(markdown(result, command))
     paths[1].write_text(json.dumps(as_dict(result, command), indent=2) + "\n")
-    paths[2].write_text(chart.svg(result, subtitle=f"{command} · commit {commit() or '-'}"))
+    rev = commit()
+    when = time.strftime("%Y-%m-%d", time.gmtime(result.started))
+    about = (
+        f"kestrel {kestrel.__version__}" + (f" at {rev}" if rev else "") + f" · {when} · "
+        f"{result.machine.get('cpu')} ({result.machine.get('cores')} cores) · "
+        f"wall time {result.wall_seconds:.0f} s"
+    )
+    paths[2].write_text(chart.svg(result, [about, command]))
     return paths
