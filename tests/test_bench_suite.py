@@ -257,13 +257,16 @@ def test_bad_suite_flags_are_one_line_and_exit_2(
     assert len(lines) == 1 and message in lines[0], done.stderr
 
 
-def test_nginx_cannot_do_the_app_code_scenarios() -> None:
+def test_what_nginx_and_socketify_cannot_do_is_said() -> None:
     nginx = servers.CONTENDERS["nginx"]
     reasons = {s: suite._unsupported(nginx, s) for s in scenarios.SCENARIOS}
     assert reasons["plaintext-keepalive"] is None and reasons["early-8m"] is None
     for name in ("route", "echo-64k", "transfer-1g"):
         assert reasons[name], name
     assert all(suite._unsupported(servers.CONTENDERS["uvicorn"], s) is None for s in reasons)
+    socketify = servers.CONTENDERS["socketify"]
+    assert "Content-Length" in (suite._unsupported(socketify, "transfer-1g") or "")
+    assert suite._unsupported(socketify, "echo-64k") is None
 
 
 # ---- A real suite run, small.

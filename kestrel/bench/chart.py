@@ -5,8 +5,9 @@ A scenario's servers differ by up to two orders of magnitude, and scenarios diff
 panel therefore has its own linear axis from zero: bar lengths compare servers within a
 scenario, and every bar carries its value, so no figure has to be read off an axis. Load
 scenarios get two panels side by side, requests per second and p99 latency; heavy scenarios
-one panel per figure. kestrel's bar is drawn in the strong colour; a server that cannot do a
-scenario, or failed it, gets its reason's short form in place of a bar.
+one panel per figure (but not for a figure every server shares). kestrel's bar is drawn in
+the strong colour; a server that cannot do a scenario, or failed it, gets its reason's short
+form in place of a bar.
 """
 
 from __future__ import annotations
@@ -76,6 +77,12 @@ def _better(figure: str) -> str:
     return ""
 
 
+def _same_everywhere(figure: str, cells: dict[str, Cell]) -> bool:
+    values = {c.figures[figure] for c in cells.values() if c.ok and figure in c.figures}
+    with_it = sum(1 for c in cells.values() if c.ok and figure in c.figures)
+    return with_it > 1 and len(values) == 1
+
+
 def panels(result: SuiteResult) -> list[tuple[str, list[Panel]]]:
     """(row title, its one or two panels) for every scenario of the run."""
     rows: list[tuple[str, list[Panel]]] = []
@@ -102,8 +109,9 @@ def panels(result: SuiteResult) -> list[tuple[str, list[Panel]]]:
         figures: list[str] = []
         for cell in cells.values():
             figures += [f for f in cell.figures if f not in figures]
-        if not figures:
-            figures = ["(no figure)"]
+        # A figure every server shares (all 2,000 served, none closed) compares nothing: the
+        # table has it, the chart leaves it out.
+        figures = [f for f in figures if not _same_everywhere(f, cells)] or ["(no figure)"]
         row: list[Panel] = []
         for figure in figures:
             panel = Panel(figure, _better(figure), [])

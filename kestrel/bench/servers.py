@@ -6,7 +6,8 @@ ASGI app of peer_apps/asgi_app.py, socketify's native app (peer_apps/socketify_a
 nginx (peer_apps/nginx.conf). The Python peers run under the peer interpreter (by default
 perf/.venv/bin/python of the checkout in the current directory, made by perf/setup_peers.sh),
 and are started by file path: kestrel is not installed there. What a contender cannot serve
-is in its ``cannot`` map, with the reason the suite's table shows.
+is in its ``cannot`` map (by endpoint, or by scenario where only one size is refused), with
+the reason the suite's table shows.
 
 Every server starts on a free port of 127.0.0.1, pinned to one core, in a session of its own
 (so that stopping it stops its workers too and nothing else), with its open-file limit raised
@@ -369,7 +370,8 @@ class Contender:
     python_modules: tuple[str, ...]  # imported under the peer interpreter to check it is there
     distributions: tuple[str, ...]  # whose versions the report gives
     build: Callable[[Launch], list[str]]
-    cannot: Mapping[str, str] = field(default_factory=dict)  # endpoint -> why not
+    # why not, by endpoint (every scenario that needs it) or by scenario name
+    cannot: Mapping[str, str] = field(default_factory=dict)
     env: Callable[[], Mapping[str, str]] = dict
 
     @property
@@ -473,6 +475,10 @@ CONTENDERS: dict[str, Contender] = {
             ("socketify",),
             ("socketify",),
             _socketify,
+            cannot={
+                "transfer-1g": "uWebSockets 20 (socketify 0.0.31) answers 400 to a "
+                "Content-Length of 10 digits or more: a 1 GiB upload is refused",
+            },
         ),
         Contender(
             "hypercorn",

@@ -119,6 +119,8 @@ def _generic_command(server: ServerProcess) -> str:
 
 
 def _unsupported(contender: Contender, scenario_name: str) -> str | None:
+    if scenario_name in contender.cannot:
+        return contender.cannot[scenario_name]
     for endpoint in SCENARIOS[scenario_name].needs:
         if endpoint in contender.cannot:
             return contender.cannot[endpoint]
