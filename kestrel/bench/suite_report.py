@@ -87,8 +87,10 @@ def _flags(cell: Cell, server: str, scenario: str, notes: Notes) -> str:
     return " " + notes.ref(f"{server}, {scenario}: " + "; ".join(said)) if said else ""
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|---" + "|--:" * (len(header) - 1) + "|"]
+def _table(header: list[str], rows: list[list[str]], numbers: bool = True) -> str:
+    """A Markdown table; ``numbers``: every column but the first is right-aligned."""
+    rule = "|---" + ("|--:" if numbers else "|---") * (len(header) - 1) + "|"
+    lines = ["| " + " | ".join(header) + " |", rule]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -213,6 +215,7 @@ def markdown(result: SuiteResult, command: str) -> str:
                 ]
                 for name in plan.servers
             ],
+            numbers=False,
         ),
         "",
         "![req/s and p99 per scenario and server](chart.svg)",
