@@ -3,6 +3,8 @@
 kestrel-bench --url http://127.0.0.1:8000/ --duration 10 --connections 64
 kestrel-bench http://127.0.0.1:8000/ -c 256 -d 10s --pipeline 16
 kestrel-bench --url http://127.0.0.1:8000/ --rate 50000 --duration 30s --json out.json
+kestrel-bench suite [--quick] [--only NAMES] [--out DIR]   (kestrel/bench/suite.py)
+kestrel-bench serve [--host 127.0.0.1] [--port 8000]       (kestrel/bench/serve.py)
 """
 
 from __future__ import annotations
@@ -57,7 +59,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Load an HTTP/1.1 server; report req/s and latency.")
+    parser = _Parser(
+        prog=PROG,
+        description="Load an HTTP/1.1 server; report req/s and latency. "
+        "Also: `kestrel-bench suite` (every server, every scenario) and "
+        "`kestrel-bench serve` (the benchmark app alone).",
+    )
     parser.add_argument("url_arg", nargs="?", metavar="URL", help="the URL (or --url)")
     parser.add_argument("--url", help="http://host[:port]/path?query")
     parser.add_argument("-c", "--connections", type=positive_int, default=64)
@@ -145,7 +152,21 @@ class LiveProgress:
         sys.stderr.flush()
 
 
+SUBCOMMANDS = ("suite", "serve")
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    # A URL is never one of these words, so the load generator's command line is unchanged.
+    if argv and argv[0] == "suite":
+        from kestrel.bench import suite
+
+        return suite.main(argv[1:])
+    if argv and argv[0] == "serve":
+        from kestrel.bench import serve
+
+        return serve.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         url = args.url or args.url_arg
