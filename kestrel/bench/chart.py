@@ -104,7 +104,7 @@ def panels(result: SuiteResult) -> list[tuple[str, list[Panel]]]:
                     p99.values.append((server, None, "-"))
                 else:
                     p99.values.append((server, cell.p99_us, _value_label(cell.p99_us, "us")))
-            rows.append((scenario.title, [rate, p99]))
+            rows.append((scenario.heading(result.plan.quick), [rate, p99]))
             continue
         figures: list[str] = []
         for cell in cells.values():
@@ -126,7 +126,7 @@ def panels(result: SuiteResult) -> list[tuple[str, list[Panel]]]:
             row.append(panel)
         for start in range(0, len(row), 2):
             suffix = "" if start == 0 else " (cont.)"
-            rows.append((scenario.title + suffix, row[start : start + 2]))
+            rows.append((scenario.heading(result.plan.quick) + suffix, row[start : start + 2]))
     return rows
 
 

@@ -20,7 +20,6 @@ A scenario names the endpoints it needs; a server that cannot serve one of them 
 
 from __future__ import annotations
 
-import importlib
 import json
 import selectors
 import socket
@@ -30,8 +29,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from kestrel.bench.cell import Cell
+from kestrel.bench.idle import measure_idle
 from kestrel.bench.run import Options, run
+from kestrel.bench.slowloris import measure_slowloris
 from kestrel.bench.target import make_target
+from kestrel.bench.transfer import measure_transfer
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -136,6 +138,9 @@ class LoadScenario:
     body: bytes = b""
     connections: int = 64
     pipeline: int = 1
+
+    def heading(self, quick: bool) -> str:
+        return self.title  # --quick runs it shorter, not smaller
 
     @property
     def needs(self) -> tuple[str, ...]:
@@ -247,58 +252,45 @@ class Measure(Protocol):
     ) -> Cell: ...
 
 
-class NotInBuild(Exception):
-    """A heavy scenario whose module is not part of this build."""
-
-
 @dataclass(frozen=True)
 class HeavyScenario:
     name: str
     title: str
+    quick_title: str  # what --quick measures: the same, smaller
     needs: tuple[str, ...]
-    module: str  # kestrel.bench.<module> defines the measure function
-    function: str
+    measure: Measure
     budget: float  # seconds it may take in the full suite
     quick_budget: float  # and with --quick
 
-    def measure_function(self) -> Measure:
-        name = f"kestrel.bench.{self.module}"
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                raise NotInBuild(f"{name} is not in this build") from None
-            raise
-        function: Measure = getattr(module, self.function)
-        return function
+    def heading(self, quick: bool) -> str:
+        return self.quick_title if quick else self.title
 
 
-# The heavy scenarios; each line names the module and function that measures it.
 HEAVY: tuple[HeavyScenario, ...] = (
     HeavyScenario(
         "transfer-1g",
         "1 GiB streamed upload and download",
+        "256 MiB streamed upload and download",
         ("upload", "download"),
-        "transfer",
-        "measure_transfer",
+        measure_transfer,
         budget=40.0,
         quick_budget=8.0,
     ),
     HeavyScenario(
         "idle-10k",
         "10k idle connections, then all served",
+        "2,000 idle connections, then all served",
         ("plaintext",),
-        "idle",
-        "measure_idle",
+        measure_idle,
         budget=25.0,
         quick_budget=6.0,
     ),
     HeavyScenario(
         "slowloris",
         "fast clients while 1,000 slowloris connections are held",
+        "fast clients while 200 slowloris connections are held",
         ("plaintext",),
-        "slowloris",
-        "measure_slowloris",
+        measure_slowloris,
         budget=15.0,
         quick_budget=5.0,
     ),

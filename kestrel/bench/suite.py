@@ -37,7 +37,7 @@ from types import FrameType
 from kestrel.bench import procfs, suite_report
 from kestrel.bench.cell import Cell
 from kestrel.bench.progress import ProgressBar
-from kestrel.bench.scenarios import SCENARIOS, HeavyScenario, LoadScenario, NotInBuild
+from kestrel.bench.scenarios import SCENARIOS, HeavyScenario, LoadScenario
 from kestrel.bench.servers import (
     CONTENDERS,
     HOST,
@@ -204,15 +204,11 @@ def _run_heavy(
     plan: Plan, contender: Contender, scenario: HeavyScenario, core: int, result: SuiteResult
 ) -> Cell:
     try:
-        measure = scenario.measure_function()
-    except NotInBuild as exc:
-        return Cell(failed=str(exc))
-    try:
         server = _start(contender, plan, core, result)
     except Unavailable as exc:
         return Cell(failed=str(exc))
     try:
-        cell = measure(
+        cell = scenario.measure(
             HOST, server.port, server.pids, quick=plan.quick, budget=plan.budget(scenario)
         )
         if not server.alive():

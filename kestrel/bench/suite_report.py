@@ -105,7 +105,10 @@ def _load_tables(result: SuiteResult, notes: Notes) -> tuple[str, str]:
             continue
         cells = result.cells.get(name, {})
         reference = cells.get(REFERENCE)
-        rate_row, p99_row = [scenario.title], [scenario.title]
+        rate_row, p99_row = (
+            [scenario.heading(result.plan.quick)],
+            [scenario.heading(result.plan.quick)],
+        )
         for server in servers:
             cell = cells.get(server, Cell(failed="not run"))
             missing = _not_figure(cell, server, name, notes)
@@ -139,14 +142,14 @@ def _heavy_table(result: SuiteResult, notes: Notes) -> str:
         for cell in cells.values():
             figures += [f for f in cell.figures if f not in figures]
         if not figures:  # nothing measured anywhere: one row of reasons
-            row = [scenario.title]
+            row = [scenario.heading(result.plan.quick)]
             for server in servers:
                 cell = cells.get(server, Cell(failed="not run"))
                 row.append(_not_figure(cell, server, name, notes) or "-")
             rows.append(row)
             continue
         for figure in figures:
-            row = [f"{scenario.title}: {figure}"]
+            row = [f"{scenario.heading(result.plan.quick)}: {figure}"]
             for server in servers:
                 cell = cells.get(server, Cell(failed="not run"))
                 missing = _not_figure(cell, server, name, notes)
@@ -249,7 +252,9 @@ def as_dict(result: SuiteResult, command: str) -> dict[str, Any]:
             }
             for name in plan.servers
         },
-        "scenarios": {name: {"title": SCENARIOS[name].title} for name in plan.scenarios},
+        "scenarios": {
+            name: {"title": SCENARIOS[name].heading(plan.quick)} for name in plan.scenarios
+        },
         "cells": {
             scenario: {server: cell.to_dict() for server, cell in cells.items()}
             for scenario, cells in result.cells.items()
