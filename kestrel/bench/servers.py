@@ -257,7 +257,9 @@ class ServerProcess:
 
     def stop(self) -> None:
         """SIGTERM to the server's process group, SIGKILL after STOP_GRACE; remove workdir."""
-        proc, self.proc = self.proc, None
+        # self.proc is cleared only once the process is gone: an interrupt while waiting
+        # leaves it for stop_all() to finish.
+        proc = self.proc
         if proc is not None:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -271,6 +273,7 @@ class ServerProcess:
             # Workers left in the group (a master that died first) go too.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
+        self.proc = None
         _started.pop(id(self), None)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
