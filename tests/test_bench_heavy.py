@@ -121,8 +121,9 @@ def test_idle_connections_are_all_served_again(port: int, open_files_limit: None
     assert cell.ok, cell
     assert cell.errors == 0, cell.note
     assert cell.figures["served"] == cell.figures["of"] == 300
-    # Both ends' memory here (one process), so only its sign says anything.
-    assert cell.figures["KiB per idle connection"] > 0
+    # Both ends' memory here (one process, which earlier tests left with freed heap that the
+    # connections may reuse), so the figure says nothing but that it was measured.
+    assert cell.figures["KiB per idle connection"] >= 0
     assert "300 opened" in cell.note
 
 

@@ -322,7 +322,10 @@ def main(argv: list[str]) -> int:
         print(f"{PROG}: --out {args.out}: {exc.strerror}", file=sys.stderr)
         return 2
     # SIGTERM and SIGHUP end the suite as Ctrl-C does: through every finally, stopping servers.
-    previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    # SIGINT too, explicitly: a process started in the background by a script inherits SIGINT
+    # ignored, and Python then never turns it into KeyboardInterrupt.
+    stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, _raise_interrupt) for s in stop_signals}
     progress = ProgressBar(_total_planned(plan), enabled=sys.stderr.isatty())
     try:
         with _pinned(cores()[1]), progress:
