@@ -5,6 +5,7 @@ process behind, and serve."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -343,6 +344,9 @@ def test_an_interrupted_suite_leaves_no_server_behind(tmp_path: Path, signum: in
             # PYTHONFAULTHANDLER set, SIGABRT prints every thread's stack before it dies.
             process.send_signal(signal.SIGABRT)
             _out, err = process.communicate(timeout=10)
+            for pid in server_pids:  # the suite died without stopping them
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             pytest.fail(f"the suite did not stop within 20 s of the signal:\n{err[-4000:]}")
     finally:
         if process.poll() is None:
