@@ -267,21 +267,21 @@ cdef class LoadGenerator:
                 if event == EV_PAUSED:
                     return answered  # a close between responses: the caller decides
             else:
-                event = parser.execute(data + pos, size - pos)
+                event = parser.execute_response(data + pos, size - pos)
                 pos += parser.consumed
             if event == EV_NEED_DATA:
                 return answered
             if event == EV_MESSAGE_END:
                 # The parser refuses a response nobody asked for (UNEXPECTED_RESPONSE), so
                 # one ends only for a request in flight.
-                status = parser.head.status
+                status = parser.status
                 self.status_classes[status // 100 if 100 <= status < 600 else 0] += 1
                 self.completed += 1
                 histogram_record(&self.histogram.hist, <int64_t>((now - ring[c.ring_head]) // 1000))
                 c.ring_head = (c.ring_head + 1) % self.pipeline
                 c.in_flight -= 1
                 answered += 1
-                if not parser.head.keep_alive or size < 0:
+                if not parser.keep_alive or size < 0:
                     closing[0] = True
                     return answered
             elif event == EV_ERROR:
@@ -437,7 +437,7 @@ cdef class LoadGenerator:
             # Staggered, so the connections' schedules add up to an even rate.
             c.next_due = now + <uint64_t>i * (self.interval_ns // <uint64_t>self.connections)
         # A new connection, a new parser: nothing of the last one's exchange carries over.
-        self.parsers[i] = HttpResponseParser()
+        self.parsers[i] = HttpResponseParser(heads=False)
         event.events = EPOLLIN | EPOLLOUT
         event.data.u64 = 0
         event.data.u32 = i
