@@ -21,6 +21,9 @@
 # the time it went out, so a server that stalls is charged for every request the schedule
 # wanted to send meanwhile: this is wrk2's correction for coordinated omission. A connection
 # still waiting for `pipeline` responses sends its late requests as soon as one arrives.
+# The connections wait for their next due time in a min-heap (the schedule), so a wake
+# costs O(due x log connections): 10,000 connections at 20,000 req/s spend 0.07 s of user
+# CPU in 2 s, where a scan of every connection at each wake spent 0.72 s (669d5c9).
 #
 # Failures are counted by kind, never as successes: a connect that fails, a reset or EOF with
 # requests unanswered (read error), a send that fails (write error), no progress for
@@ -59,6 +62,7 @@ cdef class LoadGenerator:
         self.stamps = NULL
         self.scratch = NULL
         self.events = NULL
+        self.schedule = NULL
 
     def __init__(self, int family, bytes address not None, bytes request not None, *,
                  int connections=64, int pipeline=1, bint head_requests=False,
@@ -90,8 +94,11 @@ cdef class LoadGenerator:
         self.conns = <ClientConnection*>calloc(connections, sizeof(ClientConnection))
         self.stamps = <uint64_t*>calloc(connections * pipeline, sizeof(uint64_t))
         self.events = <epoll_event*>malloc(connections * sizeof(epoll_event))
+        self.schedule_len = 0
+        self.schedule_cap = connections + 16
+        self.schedule = <DueEntry*>malloc(self.schedule_cap * sizeof(DueEntry))
         if (self.scratch == NULL or self.conns == NULL or self.stamps == NULL
-                or self.events == NULL):
+                or self.events == NULL or self.schedule == NULL):
             raise MemoryError()
         self.parsers = [None] * connections
         self.epfd = epoll_create1(EPOLL_CLOEXEC)
@@ -113,6 +120,7 @@ cdef class LoadGenerator:
         free(self.stamps)
         free(self.scratch)
         free(self.events)
+        free(self.schedule)
         if self.epfd >= 0:
             close(self.epfd)
 
@@ -378,16 +386,26 @@ cdef class LoadGenerator:
     # ---- Open loop: the schedule.
 
     cdef uint64_t _send_due(self, uint64_t now, uint64_t wake):
-        """Send every request that is due; return when the next one is (or `wake`)."""
-        cdef int i
+        """Send every request that is due; return when the next one is (or `wake`).
+
+        The connections whose next request is due come off the schedule, a min-heap by due
+        time, so a wake costs O(due x log connections), not a look at every connection: with
+        10,000 connections at a rate, most wakes find one or two due. A connection is on the
+        schedule while it is open and its next request is in the future; one that is due but
+        has `pipeline` requests in flight is not, and goes back on when a response makes room
+        (_refill), or when it is connected again."""
+        cdef DueEntry entry
         cdef ClientConnection* c
-        for i in range(self.connections):
-            c = &self.conns[i]
-            if c.state != CS_OPEN:
-                continue
-            self._send_connection_due(i, now)
-            if c.state == CS_OPEN and c.next_due < wake and self.request_budget != 0:
-                wake = c.next_due
+        while self.schedule_len and self.schedule[0].due <= now:
+            entry = self._schedule_pop()
+            c = &self.conns[entry.conn]
+            if entry.epoch != c.epoch or not c.scheduled:
+                continue  # left by a connection closed since
+            c.scheduled = False
+            if c.state == CS_OPEN:
+                self._send_connection_due(entry.conn, now)
+        if self.schedule_len and self.schedule[0].due < wake:
+            wake = self.schedule[0].due
         return wake
 
     cdef void _send_connection_due(self, int i, uint64_t now):
@@ -405,6 +423,57 @@ cdef class LoadGenerator:
             due += 1
         if due or c.out_end:
             self._send(i, now)
+        if (c.state == CS_OPEN and not c.scheduled and c.next_due > now
+                and self.request_budget != 0):
+            self._schedule_push(i)
+
+    cdef void _schedule_push(self, int i):
+        cdef ClientConnection* c = &self.conns[i]
+        cdef Py_ssize_t at, parent
+        cdef DueEntry* grown
+        cdef DueEntry entry
+        if self.schedule_len == self.schedule_cap:
+            # Entries of closed connections wait to be popped, so there may be more entries
+            # than connections for a while.
+            grown = <DueEntry*>realloc(self.schedule, 2 * self.schedule_cap * sizeof(DueEntry))
+            if grown == NULL:
+                return  # not scheduled: its next response or reconnect tries again
+            self.schedule = grown
+            self.schedule_cap *= 2
+        entry.due = c.next_due
+        entry.conn = i
+        entry.epoch = c.epoch
+        at = self.schedule_len
+        self.schedule_len += 1
+        while at > 0:
+            parent = (at - 1) // 2
+            if self.schedule[parent].due <= entry.due:
+                break
+            self.schedule[at] = self.schedule[parent]
+            at = parent
+        self.schedule[at] = entry
+        c.scheduled = True
+
+    cdef DueEntry _schedule_pop(self):
+        cdef DueEntry top = self.schedule[0]
+        cdef DueEntry last
+        cdef Py_ssize_t at = 0, child
+        self.schedule_len -= 1
+        last = self.schedule[self.schedule_len]
+        while True:
+            child = 2 * at + 1
+            if child >= self.schedule_len:
+                break
+            if (child + 1 < self.schedule_len
+                    and self.schedule[child + 1].due < self.schedule[child].due):
+                child += 1
+            if last.due <= self.schedule[child].due:
+                break
+            self.schedule[at] = self.schedule[child]
+            at = child
+        if self.schedule_len:
+            self.schedule[at] = last
+        return top
 
     # ---- Connections.
 
@@ -429,6 +498,7 @@ cdef class LoadGenerator:
             return
         c.fd = fd
         c.state = CS_CONNECTING
+        c.epoch += 1
         c.in_flight = c.queued = 0
         c.out_offset = c.out_end = 0
         c.ring_head = 0
@@ -455,6 +525,7 @@ cdef class LoadGenerator:
             c.fd = -1
         c.state = CS_CLOSED
         c.out_armed = False
+        c.scheduled = False
 
     cdef void _fail(self, int i, long long* counter):
         """A connection that failed: its unanswered requests are lost; a new one replaces it."""
