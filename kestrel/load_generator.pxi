@@ -169,6 +169,9 @@ cdef class LoadGenerator:
     @property
     def finished(self):
         """A --requests budget is spent and every request sent has been answered or failed."""
+        return self._finished()
+
+    cdef bint _finished(self):
         cdef int i
         if self.request_budget != 0:
             return False
@@ -196,7 +199,7 @@ cdef class LoadGenerator:
                 self._connect(i, now)
         while True:
             now = _now_ns()
-            if now >= deadline or self.finished:
+            if now >= deadline or self._finished():
                 break
             if now >= next_check:
                 self._check(now)

@@ -51,6 +51,7 @@ cdef class LoadGenerator:
     cdef long long status_classes[6]
     cdef long long connect_errors, read_errors, write_errors, timeouts, malformed
     cdef long long reconnects, closed_by_server, sent
+    cdef bint _finished(self)
     cdef void _on_events(self, int i, uint32_t events)
     cdef void _read(self, int i)
     cdef int _parse(self, int i, HttpResponseParser parser, char* data, Py_ssize_t size,
