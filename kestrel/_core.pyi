@@ -154,6 +154,7 @@ class HttpResponseParser:
         max_request_headers: int = 100,
         max_request_body_size: int = -1,
         max_chunk_extensions_size: int = 16384,
+        heads: bool = True,  # False: framing only (heads without reason or fields)
     ) -> None: ...
     def expect(self, head_request: bool = False) -> None: ...
     def feed(self, data: bytes) -> None: ...
@@ -161,6 +162,10 @@ class HttpResponseParser:
     def next_event(self) -> ResponseEvent: ...
     @property
     def head(self) -> ResponseHead | None: ...  # the last head reported
+    @property
+    def heads(self) -> bool: ...
+    @property
+    def status(self) -> int: ...  # the last status line's code (0 before the first)
     @property
     def outstanding(self) -> int: ...  # requests expected whose final response has not begun
     @property

@@ -12,15 +12,22 @@
 # back to back in one block, so sending k requests is one send() of the first k copies; a
 # send the socket takes only in part keeps an offset into that block and waits for EPOLLOUT.
 #
-# Closed loop (no rate): each connection keeps `pipeline` requests in flight; the responses
-# parsed from one read are replaced by one send of as many requests, as wrk does. A request's
-# latency runs from the send() that carried it to the end of its response.
+# Closed loop (no rate): each connection sends `pipeline` requests in one send(), and the
+# next `pipeline` once all of them are answered, as wrk's pipelining does (perf/pipeline.lua;
+# with pipeline 1 that is keep-alive). Topping the window up after every read instead, as
+# this loop did at 770a747, sent about 10 requests per send() against nginx where wrk sends
+# 16: the generator spent 6.0 us of CPU per response, against 4.5 us in batches, most of it
+# in the kernel, and the server read fewer requests per wakeup (perf/RESULTS.md). A
+# request's latency runs from the send() that carried it to the end of its response.
 #
 # Open loop (rate R): each connection sends at R / connections requests per second on a fixed
 # schedule, staggered between connections. A request is stamped with the time it was due, not
 # the time it went out, so a server that stalls is charged for every request the schedule
 # wanted to send meanwhile: this is wrk2's correction for coordinated omission. A connection
 # still waiting for `pipeline` responses sends its late requests as soon as one arrives.
+# The connections wait for their next due time in a min-heap (the schedule), so a wake
+# costs O(due x log connections): 10,000 connections at 20,000 req/s spend 0.07 s of user
+# CPU in 2 s, where a scan of every connection at each wake spent 0.72 s (669d5c9).
 #
 # Failures are counted by kind, never as successes: a connect that fails, a reset or EOF with
 # requests unanswered (read error), a send that fails (write error), no progress for
@@ -28,6 +35,28 @@
 # connection is then closed and opened again (`reconnects`), after a short pause if the
 # connect itself failed. A response that asks to close (Connection: close, HTTP/1.0, or a
 # body delimited by the close) is counted, then the connection is replaced.
+#
+# Closed loop, the loop polls epoll for up to SPIN_NS (50 us) before it sleeps. It spends
+# less per response than the servers it drives, so it often has nothing to do, and a loop
+# that sleeps at once is woken, a context switch, for nearly every response: against kestrel
+# keep-alive `perf stat -e sched:sched_switch` counted 8,000-86,000 switches on its core in
+# 2.5 s, 1,400 when it polls, 1,100-16,000 for wrk. Polling won all 6 paired keep-alive
+# runs against sleeping at once (kestrel and nginx, 3 alternating rounds each, against
+# bddda32: e.g. kestrel 130,221 against 119,936 req/s, wrk 115,539) and 5 of 6 pipelined
+# (perf/RESULTS.md). Its cost is CPU the generator's core had idle; the open loop, which
+# often waits a long time for the next due request, sleeps at once.
+#
+# Why epoll and not io_uring. Per response the loop makes one recv() and one send() (and
+# shares an epoll_wait among ~40 connections); keep-alive, that is about 6 us of kernel time
+# per response on this VM (the loopback TCP path, both sides' halves of it, runs on the
+# sender's core) against under 1 us of the loop's own. io_uring would batch the two calls'
+# entries, not the TCP work: a C client with no parsing at all, 64 connections to nginx
+# keep-alive, 3 alternating rounds of 3 s, best of each: epoll 142,500 req/s, io_uring
+# (liburing, DEFER_TASKRUN) 148,000 (+4 %; +2-4 % round by round), wrk 131,600, this loop
+# 143,600, with nginx's core 91-96 % busy throughout (perf/RESULTS.md). A few percent, near a
+# server that is saturated, does not pay for a ring written without liburing (which
+# `pip install` cannot assume) and a second I/O path to keep right; and no client can get
+# 1.3x wrk's keep-alive rate from a server whose core wrk already keeps 92 % busy.
 #
 # Every timestamp is CLOCK_MONOTONIC in nanoseconds; latencies go to the LatencyHistogram
 # (histogram.pxi) in microseconds, with one C call per response.
@@ -42,6 +71,7 @@ cdef enum ClientState:
 
 cdef uint64_t RETRY_PAUSE_NS = 10000000      # 10 ms between connect attempts that fail
 cdef uint64_t CHECK_INTERVAL_NS = 10000000   # how often timeouts and retries are checked
+cdef uint64_t SPIN_NS = 50000                # closed loop: how long to poll before sleeping
 
 
 cdef inline uint64_t _now_ns() noexcept nogil:
@@ -59,6 +89,7 @@ cdef class LoadGenerator:
         self.stamps = NULL
         self.scratch = NULL
         self.events = NULL
+        self.schedule = NULL
 
     def __init__(self, int family, bytes address not None, bytes request not None, *,
                  int connections=64, int pipeline=1, bint head_requests=False,
@@ -90,8 +121,11 @@ cdef class LoadGenerator:
         self.conns = <ClientConnection*>calloc(connections, sizeof(ClientConnection))
         self.stamps = <uint64_t*>calloc(connections * pipeline, sizeof(uint64_t))
         self.events = <epoll_event*>malloc(connections * sizeof(epoll_event))
+        self.schedule_len = 0
+        self.schedule_cap = connections + 16
+        self.schedule = <DueEntry*>malloc(self.schedule_cap * sizeof(DueEntry))
         if (self.scratch == NULL or self.conns == NULL or self.stamps == NULL
-                or self.events == NULL):
+                or self.events == NULL or self.schedule == NULL):
             raise MemoryError()
         self.parsers = [None] * connections
         self.epfd = epoll_create1(EPOLL_CLOEXEC)
@@ -113,6 +147,7 @@ cdef class LoadGenerator:
         free(self.stamps)
         free(self.scratch)
         free(self.events)
+        free(self.schedule)
         if self.epfd >= 0:
             close(self.epfd)
 
@@ -145,6 +180,9 @@ cdef class LoadGenerator:
     @property
     def finished(self):
         """A --requests budget is spent and every request sent has been answered or failed."""
+        return self._finished()
+
+    cdef bint _finished(self):
         cdef int i
         if self.request_budget != 0:
             return False
@@ -166,13 +204,13 @@ cdef class LoadGenerator:
         cdef uint64_t deadline = now + <uint64_t>(seconds * 1e9)
         cdef uint64_t next_check = now
         cdef int i, n, timeout_ms
-        cdef uint64_t wake
+        cdef uint64_t wake, spin_end
         for i in range(self.connections):
             if self.conns[i].state == CS_CLOSED:
                 self._connect(i, now)
         while True:
             now = _now_ns()
-            if now >= deadline or self.finished:
+            if now >= deadline or self._finished():
                 break
             if now >= next_check:
                 self._check(now)
@@ -182,7 +220,14 @@ cdef class LoadGenerator:
                 wake = self._send_due(now, wake)
             timeout_ms = <int>((wake - now + 999999) // 1000000) if wake > now else 0
             with nogil:
-                n = epoll_wait(self.epfd, self.events, self.connections, timeout_ms)
+                n = epoll_wait(self.epfd, self.events, self.connections, 0)
+                if n == 0 and not self.interval_ns:
+                    # Closed loop: poll a little before sleeping (see the header).
+                    spin_end = _now_ns() + SPIN_NS
+                    while n == 0 and _now_ns() < spin_end:
+                        n = epoll_wait(self.epfd, self.events, self.connections, 0)
+                if n == 0:
+                    n = epoll_wait(self.epfd, self.events, self.connections, timeout_ms)
             if n < 0:
                 if errno == EINTR:
                     PyErr_CheckSignals()
@@ -267,21 +312,21 @@ cdef class LoadGenerator:
                 if event == EV_PAUSED:
                     return answered  # a close between responses: the caller decides
             else:
-                event = parser.execute(data + pos, size - pos)
+                event = parser.execute_response(data + pos, size - pos)
                 pos += parser.consumed
             if event == EV_NEED_DATA:
                 return answered
             if event == EV_MESSAGE_END:
                 # The parser refuses a response nobody asked for (UNEXPECTED_RESPONSE), so
                 # one ends only for a request in flight.
-                status = parser.head.status
+                status = parser.status
                 self.status_classes[status // 100 if 100 <= status < 600 else 0] += 1
                 self.completed += 1
                 histogram_record(&self.histogram.hist, <int64_t>((now - ring[c.ring_head]) // 1000))
                 c.ring_head = (c.ring_head + 1) % self.pipeline
                 c.in_flight -= 1
                 answered += 1
-                if not parser.head.keep_alive or size < 0:
+                if not parser.keep_alive or size < 0:
                     closing[0] = True
                     return answered
             elif event == EV_ERROR:
@@ -294,17 +339,19 @@ cdef class LoadGenerator:
             # EV_HEADERS (a final head, or a 1xx before one) and EV_BODY: nothing to do.
 
     cdef void _refill(self, int i, uint64_t now):
-        """Closed loop: top the connection up to `pipeline` requests in flight."""
+        """Closed loop: once the last batch is answered, send the next `pipeline` requests
+        (see the header)."""
         cdef ClientConnection* c = &self.conns[i]
         cdef int want
         if self.interval_ns:
             self._send_connection_due(i, now)
             return
-        want = self.pipeline - c.in_flight - c.queued
-        if self.request_budget >= 0 and want > self.request_budget:
-            want = <int>self.request_budget
-        if want > 0:
-            self._queue(i, want, now)
+        if c.in_flight == 0 and c.queued == 0:
+            want = self.pipeline
+            if self.request_budget >= 0 and want > self.request_budget:
+                want = <int>self.request_budget
+            if want > 0:
+                self._queue(i, want, now)
         self._send(i, now)
 
     cdef void _queue(self, int i, int count, uint64_t stamp):
@@ -378,16 +425,26 @@ cdef class LoadGenerator:
     # ---- Open loop: the schedule.
 
     cdef uint64_t _send_due(self, uint64_t now, uint64_t wake):
-        """Send every request that is due; return when the next one is (or `wake`)."""
-        cdef int i
+        """Send every request that is due; return when the next one is (or `wake`).
+
+        The connections whose next request is due come off the schedule, a min-heap by due
+        time, so a wake costs O(due x log connections), not a look at every connection: with
+        10,000 connections at a rate, most wakes find one or two due. A connection is on the
+        schedule while it is open and its next request is in the future; one that is due but
+        has `pipeline` requests in flight is not, and goes back on when a response makes room
+        (_refill), or when it is connected again."""
+        cdef DueEntry entry
         cdef ClientConnection* c
-        for i in range(self.connections):
-            c = &self.conns[i]
-            if c.state != CS_OPEN:
-                continue
-            self._send_connection_due(i, now)
-            if c.state == CS_OPEN and c.next_due < wake and self.request_budget != 0:
-                wake = c.next_due
+        while self.schedule_len and self.schedule[0].due <= now:
+            entry = self._schedule_pop()
+            c = &self.conns[entry.conn]
+            if entry.epoch != c.epoch or not c.scheduled:
+                continue  # left by a connection closed since
+            c.scheduled = False
+            if c.state == CS_OPEN:
+                self._send_connection_due(entry.conn, now)
+        if self.schedule_len and self.schedule[0].due < wake:
+            wake = self.schedule[0].due
         return wake
 
     cdef void _send_connection_due(self, int i, uint64_t now):
@@ -405,6 +462,57 @@ cdef class LoadGenerator:
             due += 1
         if due or c.out_end:
             self._send(i, now)
+        if (c.state == CS_OPEN and not c.scheduled and c.next_due > now
+                and self.request_budget != 0):
+            self._schedule_push(i)
+
+    cdef void _schedule_push(self, int i):
+        cdef ClientConnection* c = &self.conns[i]
+        cdef Py_ssize_t at, parent
+        cdef DueEntry* grown
+        cdef DueEntry entry
+        if self.schedule_len == self.schedule_cap:
+            # Entries of closed connections wait to be popped, so there may be more entries
+            # than connections for a while.
+            grown = <DueEntry*>realloc(self.schedule, 2 * self.schedule_cap * sizeof(DueEntry))
+            if grown == NULL:
+                return  # not scheduled: its next response or reconnect tries again
+            self.schedule = grown
+            self.schedule_cap *= 2
+        entry.due = c.next_due
+        entry.conn = i
+        entry.epoch = c.epoch
+        at = self.schedule_len
+        self.schedule_len += 1
+        while at > 0:
+            parent = (at - 1) // 2
+            if self.schedule[parent].due <= entry.due:
+                break
+            self.schedule[at] = self.schedule[parent]
+            at = parent
+        self.schedule[at] = entry
+        c.scheduled = True
+
+    cdef DueEntry _schedule_pop(self):
+        cdef DueEntry top = self.schedule[0]
+        cdef DueEntry last
+        cdef Py_ssize_t at = 0, child
+        self.schedule_len -= 1
+        last = self.schedule[self.schedule_len]
+        while True:
+            child = 2 * at + 1
+            if child >= self.schedule_len:
+                break
+            if (child + 1 < self.schedule_len
+                    and self.schedule[child + 1].due < self.schedule[child].due):
+                child += 1
+            if last.due <= self.schedule[child].due:
+                break
+            self.schedule[at] = self.schedule[child]
+            at = child
+        if self.schedule_len:
+            self.schedule[at] = last
+        return top
 
     # ---- Connections.
 
@@ -429,6 +537,7 @@ cdef class LoadGenerator:
             return
         c.fd = fd
         c.state = CS_CONNECTING
+        c.epoch += 1
         c.in_flight = c.queued = 0
         c.out_offset = c.out_end = 0
         c.ring_head = 0
@@ -437,7 +546,7 @@ cdef class LoadGenerator:
             # Staggered, so the connections' schedules add up to an even rate.
             c.next_due = now + <uint64_t>i * (self.interval_ns // <uint64_t>self.connections)
         # A new connection, a new parser: nothing of the last one's exchange carries over.
-        self.parsers[i] = HttpResponseParser()
+        self.parsers[i] = HttpResponseParser(heads=False)
         event.events = EPOLLIN | EPOLLOUT
         event.data.u64 = 0
         event.data.u32 = i
@@ -455,6 +564,7 @@ cdef class LoadGenerator:
             c.fd = -1
         c.state = CS_CLOSED
         c.out_armed = False
+        c.scheduled = False
 
     cdef void _fail(self, int i, long long* counter):
         """A connection that failed: its unanswered requests are lost; a new one replaces it."""

@@ -37,6 +37,23 @@
 # down where it is decided: a missing SP + reason phrase is accepted, empty lines before a
 # status line are not (below).
 #
+# Framing only (heads=False, what kestrel-bench's load generator uses): a client that only
+# counts responses needs their framing, not their heads. Every field is still checked, as
+# strictly as above, but nothing is kept of it: no ResponseHead, no reason phrase, no packed
+# fields; `status`, `keep_alive` and the body's framing are left in the parser, and
+# next_event() makes a head of them (empty reason and fields) for a Python caller. Where a
+# head begins, execute_response() first tries _whole_head(): if the whole head is in the
+# input, it is read in one pass, each line scanned once, with no line buffer, no vtable call
+# per line and only Content-Length, Transfer-Encoding, Connection and Upgrade looked at. That
+# pass takes only what is plainly valid: a final status line, field lines of token ":" OWS
+# field-value CRLF within the count and size limits; anything else (a 1xx, a head cut by
+# the end of the input, any byte the grammar does not allow there, a framing field the
+# machinery would refuse) makes it undo what it set and leave the head to the machinery,
+# which reads it from its first byte and refuses it exactly as with heads=True (the same
+# reason at every cut point: tests/test_response_parser.py). At 770a747 the load generator
+# spent 4,190 instructions per nginx response in the parser; framing only spends about
+# 1,700 (callgrind, perf/RESULTS.md).
+#
 # Invariants
 # - The early checks refuse the first byte of a status line when no request is
 #   outstanding, so _end_of_head() always finds an entry to take.
@@ -148,7 +165,8 @@ cdef class HttpResponseParser(HttpMessageParser):
                  Py_ssize_t max_request_headers_size=DEFAULT_MAX_REQUEST_HEADERS_SIZE,
                  Py_ssize_t max_request_headers=DEFAULT_MAX_REQUEST_HEADERS,
                  long long max_request_body_size=-1,
-                 Py_ssize_t max_chunk_extensions_size=DEFAULT_MAX_CHUNK_EXTENSIONS_SIZE):
+                 Py_ssize_t max_chunk_extensions_size=DEFAULT_MAX_CHUNK_EXTENSIONS_SIZE,
+                 bint heads=True):
         # The machinery's limits under its names: here the status line, the response's
         # header section, its body and its chunk extensions. A client counts body bytes
         # without keeping them, so the body is unlimited unless asked (curl's
@@ -162,6 +180,8 @@ cdef class HttpResponseParser(HttpMessageParser):
         self.outstanding = 0
         self.expected_first = 0
         self.awaiting_final = False
+        # heads=False: framing only (see "Framing only" above).
+        self.heads = heads
 
     def __dealloc__(self):
         if self.expected != NULL:
@@ -237,8 +257,13 @@ cdef class HttpResponseParser(HttpMessageParser):
             return self._fail(R_INVALID_STATUS_LINE, "invalid byte in reason phrase")
         # A higher 1.x minor is read as 1.1 (RFC 9110 §2.5).
         self.http_minor = 0 if p[7] == b'0' else 1
+        self.status = (p[9] - 48) * 100 + (p[10] - 48) * 10 + (p[11] - 48)
+        self._trailers = None
+        self.state = S_HEADERS
+        if not self.heads:
+            return EV_NEED_DATA
         head = ResponseHead.__new__(ResponseHead)
-        head.status = (p[9] - 48) * 100 + (p[10] - 48) * 10 + (p[11] - 48)
+        head.status = self.status
         # "HTTP/1.1 200" without the SP before an empty reason phrase is accepted, as h11,
         # llhttp and curl do: the grammar requires the SP, but servers omit it, and nothing
         # can be misread for its absence.
@@ -251,14 +276,12 @@ cdef class HttpResponseParser(HttpMessageParser):
                                                     length - STATUS_LINE_PREFIX)
         head.http_version = V_10 if self.http_minor == 0 else V_11
         self.head = head
-        self._trailers = None
-        self.state = S_HEADERS
         return EV_NEED_DATA
 
     cdef int _end_of_head(self) except -1:
         """Judge the framing (RFC 9112 §6.3, see the header), finish the head, report it."""
-        cdef ResponseHead head = self.head
-        cdef int status = head.status
+        cdef ResponseHead head
+        cdef int status = self.status
         cdef bint informational = status < 200 and status != 101
         cdef bint head_request = False, chunked = False, until_eof = False, keep_alive
         if self.has_transfer_encoding:
@@ -291,11 +314,18 @@ cdef class HttpResponseParser(HttpMessageParser):
             self.upgrade = True
             keep_alive = False
         self.keep_alive = keep_alive
-        head._fields = HttpMessageParser._take_fields(self)
-        head.keep_alive = keep_alive
-        head.chunked = chunked
-        head.content_length = (0 if self.no_content else
-                               -1 if chunked or until_eof else self.content_length)
+        self.body_chunked = chunked
+        self.body_length = (0 if self.no_content else
+                            -1 if chunked or until_eof else self.content_length)
+        if self.heads:
+            head = self.head
+            head._fields = HttpMessageParser._take_fields(self)
+            head.keep_alive = keep_alive
+            head.chunked = chunked
+            head.content_length = self.body_length
+        else:
+            # Fields the machinery packed (a head split between inputs: see "Framing only").
+            HttpMessageParser._release_fields(self)
         if informational:
             # The final response to the same request follows (RFC 9110 §15.2).
             self._begin_message()
@@ -305,7 +335,131 @@ cdef class HttpResponseParser(HttpMessageParser):
         return EV_HEADERS
 
     cdef object _head_event(self):
+        cdef ResponseHead head
+        if not self.heads:
+            # Framing only: the head is made here, for a Python caller, from what was kept.
+            head = ResponseHead.__new__(ResponseHead)
+            head.status = self.status
+            head.reason = REASON_EMPTY
+            head.http_version = V_10 if self.http_minor == 0 else V_11
+            head.keep_alive = self.keep_alive
+            head.chunked = self.body_chunked
+            head.content_length = self.body_length
+            self.head = head
         return self.head
+
+    cdef int _execute_next(self, const char* data, Py_ssize_t length) except -1:
+        return self.execute_response(data, length)
+
+    # ---- Framing only: a whole head in one pass.
+
+    @cython.final
+    cdef int execute_response(self, const char* data, Py_ssize_t length) except -1:
+        """execute(), first trying _whole_head() where a head begins (heads=False)."""
+        cdef int event
+        if (not self.heads and self.state == S_START_LINE and self.line_len == 0
+                and self.outstanding):
+            event = self._whole_head(<const unsigned char*>data, length)
+            if event != EV_NEED_DATA:
+                return event
+        return HttpMessageParser.execute(self, data, length)
+
+    @cython.final
+    cdef int _whole_head(self, const unsigned char* p, Py_ssize_t length) except -1:
+        """Read a final response's head that is whole in p[0:length]: EV_HEADERS with
+        `consumed` set, as execute() would report it; or EV_NEED_DATA, with nothing changed,
+        when the head is not whole there or anything in it is not plainly valid. The
+        machinery then reads it from its first byte and finds what is wrong, if anything."""
+        cdef Py_ssize_t i, start, name_length, value_start, value_end
+        cdef Py_ssize_t field_bytes = 0, field_count = 0
+        cdef int event
+        # The status line: "HTTP/1." DIGIT SP, a final status code (200-999: a 1xx takes the
+        # machinery's path), then SP reason-phrase or nothing, and CRLF.
+        if (length <= STATUS_LINE_PREFIX or memcmp(p, HTTP_NAME, 5) != 0 or p[5] != b'1'
+                or p[6] != b'.' or not (48 <= p[7] <= 57) or p[8] != b' '
+                or not (50 <= p[9] <= 57) or not (48 <= p[10] <= 57)
+                or not (48 <= p[11] <= 57)):
+            return EV_NEED_DATA
+        if p[12] == b' ':
+            i = _skip_plain_value_bytes(p, STATUS_LINE_PREFIX, length)
+            while i < length and VALUE_CHAR[p[i]]:
+                i += 1
+        elif p[12] == b'\r':
+            i = 12
+        else:
+            return EV_NEED_DATA
+        if (i + 1 >= length or p[i] != b'\r' or p[i + 1] != b'\n'
+                or i > self.max_request_line_size):
+            return EV_NEED_DATA
+        self.http_minor = 0 if p[7] == b'0' else 1
+        self.status = (p[9] - 48) * 100 + (p[10] - 48) * 10 + (p[11] - 48)
+        i += 2
+        # Field lines, each checked as _field_line() and the early checks would: a token,
+        # ":", OWS, field-value bytes, CRLF, within the count and the section's size.
+        while True:
+            if i + 1 >= length:
+                return self._not_whole_head()
+            if p[i] == b'\r':
+                if p[i + 1] != b'\n':
+                    return self._not_whole_head()
+                i += 2
+                break
+            if field_count >= self.max_request_headers:
+                return self._not_whole_head()
+            start = i
+            while i < length and TOKEN_CHAR[p[i]]:
+                i += 1
+            name_length = i - start
+            if name_length == 0 or i == length or p[i] != b':':
+                return self._not_whole_head()
+            i += 1
+            while i < length and _is_ows(p[i]):
+                i += 1
+            value_start = i
+            i = _skip_plain_value_bytes(p, i, length)
+            while i < length and VALUE_CHAR[p[i]]:
+                i += 1
+            if i + 1 >= length or p[i] != b'\r' or p[i + 1] != b'\n':
+                return self._not_whole_head()
+            field_bytes += i - start + 2
+            field_count += 1
+            if field_bytes > self.max_request_headers_size:
+                return self._not_whole_head()
+            value_end = i
+            while value_end > value_start and _is_ows(p[value_end - 1]):
+                value_end -= 1
+            i += 2
+            # Only the fields framing reads are looked at; the others are not kept.
+            if name_length == 14 and _equals_lower(p + start, 14, b"content-length", 14):
+                if HttpMessageParser._content_length(
+                        self, p + value_start, value_end - value_start) == EV_ERROR:
+                    return self._not_whole_head()
+            elif name_length == 17 and _equals_lower(p + start, 17, b"transfer-encoding", 17):
+                HttpMessageParser._transfer_encoding(self, p + value_start,
+                                                     value_end - value_start)
+            elif name_length == 10 and _equals_lower(p + start, 10, b"connection", 10):
+                HttpMessageParser._connection(self, p + value_start, value_end - value_start)
+            elif name_length == 7 and _equals_lower(p + start, 7, b"upgrade", 7):
+                self.has_upgrade_header = value_end > value_start
+        self.field_bytes = field_bytes
+        self.field_count = field_count
+        if self._trailers is not None:
+            self._trailers = None
+        self.state = S_HEADERS
+        event = self._end_of_head()
+        if event == EV_ERROR:
+            return self._not_whole_head()
+        self.consumed = i
+        return event
+
+    @cython.final
+    cdef int _not_whole_head(self) noexcept:
+        """Undo what _whole_head() set, so the machinery reads the head afresh."""
+        self._begin_message()
+        self.state = S_START_LINE
+        self.error_reason = R_NONE
+        self.error_detail = None
+        return EV_NEED_DATA
 
     cdef object _parse_error(self):
         cdef str detail = self.error_detail or ""

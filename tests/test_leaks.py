@@ -11,6 +11,7 @@ tracemalloc: parsing the same requests and responses many times must not grow me
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import os
 import shutil
@@ -85,9 +86,9 @@ def run_workload(rounds: int) -> int:
                 parser.feed(raw[cut:])
                 parser.feed_eof()
                 events += drain(parser)
-        for expects, raw in RESPONSE_WORKLOAD:
+        for (expects, raw), heads in itertools.product(RESPONSE_WORKLOAD, (True, False)):
             for cut in (len(raw), len(raw) // 2, 7):
-                response_parser = HttpResponseParser()
+                response_parser = HttpResponseParser(heads=heads)
                 for is_head in expects:
                     response_parser.expect(is_head)
                 response_parser.feed(raw[:cut])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import h11
 import pytest
@@ -101,7 +102,8 @@ class Case:
     events: list[Ev]
     expects: tuple[bool, ...] = (False,)  # one per request sent: is it HEAD?
     eof: bool = False  # the server closes after `raw`
-    limits: dict[str, int] = field(default_factory=dict)
+    # Keyword arguments of HttpResponseParser: its limits.
+    limits: dict[str, Any] = field(default_factory=dict)
     # Why h11 cannot be compared on this case (None: it is compared).
     h11_differs: str | None = None
 
@@ -566,8 +568,8 @@ def pieces(data: bytes, split: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
-def run(case: Case, chunks: Iterable[bytes]) -> list[Ev]:
-    parser = HttpResponseParser(**case.limits)
+def run(case: Case, chunks: Iterable[bytes], *, heads: bool = True) -> list[Ev]:
+    parser = HttpResponseParser(heads=heads, **case.limits)
     for is_head in case.expects:
         parser.expect(is_head)
     events = parse_all(parser, chunks, eof=case.eof)
@@ -599,6 +601,27 @@ def test_invalid_at_every_split(case: Case) -> None:
     assert case.events[-1][0] == "error"
     for split, chunks in each_split(case.raw):
         assert run(case, chunks) == case.events, f"split at {split}"
+
+
+def framing_only(events: list[Ev]) -> list[Ev]:
+    """The events of a parser made with heads=False: heads without reason or fields."""
+    return [(*ev[:2], b"", *ev[3:4], [], *ev[5:]) if ev[0] == "head" else ev for ev in events]
+
+
+@pytest.mark.parametrize("case", VALID, ids=case_name)
+def test_valid_at_every_split_framing_only(case: Case) -> None:
+    """heads=False frames every response as the full parser does (a whole head in one
+    input takes the one-pass path, a split one the line machinery)."""
+    for split, chunks in each_split(case.raw):
+        assert run(case, chunks, heads=False) == framing_only(case.events), f"split at {split}"
+
+
+@pytest.mark.parametrize("case", INVALID, ids=case_name)
+def test_invalid_at_every_split_framing_only(case: Case) -> None:
+    """heads=False keeps no fields, but refuses each of them as the full parser does, with
+    the same reason, wherever the input is cut."""
+    for split, chunks in each_split(case.raw):
+        assert run(case, chunks, heads=False) == framing_only(case.events), f"split at {split}"
 
 
 @pytest.mark.parametrize("case", INVALID, ids=case_name)
@@ -927,13 +950,15 @@ def exchange(draw: st.DrawFn) -> tuple[bytes, bool, list[Ev], bool]:
     return raw, is_head, events, close or until_eof
 
 
+@pytest.mark.parametrize("heads", [True, False])
 @settings(max_examples=300, deadline=None)
 @given(st.lists(exchange(), min_size=1, max_size=4), st.data())
 def test_generated_responses(
-    exchanges: list[tuple[bytes, bool, list[Ev], bool]], data: st.DataObject
+    heads: bool, exchanges: list[tuple[bytes, bool, list[Ev], bool]], data: st.DataObject
 ) -> None:
-    """Pipelined responses (each after any 1xx), cut anywhere, then the server's close."""
-    parser = HttpResponseParser()
+    """Pipelined responses (each after any 1xx), cut anywhere, then the server's close;
+    with heads=False, the same framing."""
+    parser = HttpResponseParser(heads=heads)
     raw = b""
     expected: list[Ev] = []
     for one, is_head, events, ends in exchanges:
@@ -944,7 +969,55 @@ def test_generated_responses(
             break
     expected.append(CLOSE)
     split = sorted(data.draw(st.sets(st.integers(1, max(1, len(raw) - 1)), max_size=6)))
+    if not heads:
+        expected = framing_only(expected)
     assert parse_all(parser, pieces(raw, split), eof=True) == expected
+
+
+# Responses of nginx's and kestrel's shape, then bytes to change in them.
+SHAPES = [
+    response(OK, b"Server: nginx", b"Date: Sun, 06 Dec 2026 02:53:32 GMT",
+             b"Content-Type: text/plain", b"Content-Length: 13", b"Connection: keep-alive",
+             content=b"Hello, World!"),
+    response(b"HTTP/1.0 404 Not Found", b"Connection: keep-alive", b"content-length: 2",
+             content=b"no"),
+    chunked(b"5\r\nhello\r\n0\r\n\r\n", b"Upgrade: h2c", b"X-A:\tb \t"),
+    response(b"HTTP/1.1 204", b"Transfer-Encoding: gzip, chunked"),
+]  # fmt: skip
+EDIT_BYTES = b"\r\n \t:,;\x00\x7f\x80aZ019-"
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from(SHAPES),
+    st.lists(st.tuples(st.integers(0, 200), st.sampled_from(EDIT_BYTES), st.booleans()),
+             min_size=1, max_size=3),
+    st.integers(0, 2),
+    st.booleans(),
+)  # fmt: skip
+def test_framing_only_agrees_on_edited_responses(
+    raw: bytes, edits: list[tuple[int, int, bool]], head_flags: int, eof: bool
+) -> None:
+    """Any response with a byte changed or inserted (most of them malformed: a bare CR or
+    LF, a control byte, a broken name, status line or Content-Length) is framed, accepted
+    or refused alike, with the same reason, by heads=False and by the full parser, whole
+    and cut in two."""
+    data = bytearray(raw)
+    for at, byte, insert in edits:
+        at %= len(data) + 1
+        if insert or at == len(data):
+            data.insert(at, byte)
+        else:
+            data[at] = byte
+    edited = bytes(data)
+    for split in ([], [len(edited) // 2]):
+        results = []
+        for heads in (True, False):
+            parser = HttpResponseParser(heads=heads)
+            parser.expect(head_flags == 1)
+            parser.expect(head_flags == 2)
+            results.append(parse_all(parser, pieces(edited, split), eof=eof))
+        assert results[1] == framing_only(results[0]), (edited, split)
 
 
 # ---- Differential: h11 as the client, on the valid table.

@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--pipeline",
         type=positive_int,
         default=1,
-        help="requests in flight per connection (default 1)",
+        help="requests per connection sent together; the next batch when all are answered"
+        " (default 1)",
     )
     parser.add_argument("-m", "--method", default="GET")
     parser.add_argument(

@@ -106,5 +106,6 @@ cdef class HttpMessageParser:
                           Py_ssize_t length) except -1
     cdef int _end_of_head(self) except -1
     cdef object _head_event(self)
+    cdef int _execute_next(self, const char* data, Py_ssize_t length) except -1
     cdef object _parse_error(self)
     cdef int execute_eof(self) except -1
