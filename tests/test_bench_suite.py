@@ -294,6 +294,10 @@ def test_a_tiny_suite_writes_the_table_the_json_and_the_chart(tmp_path: Path) ->
     assert data["cells"]["route"]["kestrel"]["rate"] > 100
     assert data["cells"]["route"]["uvicorn"]["failed"].startswith("not available here")
     assert data["machine"]["cpu"] and data["servers"]["kestrel"]["version"].startswith("kestrel")
+    # The server ran on its own core, not the generator's (it once inherited the generator's).
+    assert data["servers"]["kestrel"]["cores"] == [data["server_core"]]
+    if len(os.sched_getaffinity(0)) > 1:
+        assert data["server_core"] != data["generator_core"]
     markdown = (out / "results.md").read_text()
     assert "| plaintext, keep-alive | **" in markdown
     assert "not available here" in markdown and "CPU:" in markdown

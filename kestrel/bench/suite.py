@@ -81,7 +81,10 @@ class SuiteResult:
     cells: dict[str, dict[str, Cell]] = field(default_factory=dict)  # scenario -> server -> cell
     versions: dict[str, str] = field(default_factory=dict)
     commands: dict[str, str] = field(default_factory=dict)  # server -> its command line
+    affinity: dict[str, list[int]] = field(default_factory=dict)  # server -> cores it ran on
     machine: dict[str, object] = field(default_factory=dict)
+    server_core: int = 0
+    generator_core: int = 0
     started: float = field(default_factory=time.time)
     wall_seconds: float = 0.0
 
@@ -127,9 +130,13 @@ def _unsupported(contender: Contender, scenario_name: str) -> str | None:
     return None
 
 
-def run_suite(plan: Plan, progress: ProgressBar) -> SuiteResult:
-    result = SuiteResult(plan, machine=procfs.machine())
-    server_core, _client_core = cores()
+def run_suite(
+    plan: Plan, progress: ProgressBar, server_core: int, generator_core: int
+) -> SuiteResult:
+    """Every planned cell; the caller runs this on ``generator_core``, servers get theirs."""
+    result = SuiteResult(
+        plan, machine=procfs.machine(), server_core=server_core, generator_core=generator_core
+    )
     for name in plan.servers:
         contender = CONTENDERS[name]
         try:
@@ -165,6 +172,8 @@ def _start(contender: Contender, plan: Plan, core: int, result: SuiteResult) -> 
     server = contender.server(plan.peer_python, core)
     server.start()  # stopped by the caller, or by stop_all() if the caller never gets it
     result.commands.setdefault(contender.name, _generic_command(server))
+    # As the kernel has it, not as asked: the record shows the server had its own core.
+    result.affinity[contender.name] = sorted(os.sched_getaffinity(server.pid))
     return server
 
 
@@ -328,8 +337,11 @@ def main(argv: list[str]) -> int:
     previous = {s: signal.signal(s, _raise_interrupt) for s in stop_signals}
     progress = ProgressBar(_total_planned(plan), enabled=sys.stderr.isatty())
     try:
-        with _pinned(cores()[1]), progress:
-            result = run_suite(plan, progress)
+        # The cores are chosen before this process pins itself to the generator's: a server
+        # started after that would otherwise get the generator's core too.
+        server_core, generator_core = cores()
+        with _pinned(generator_core), progress:
+            result = run_suite(plan, progress, server_core, generator_core)
     except KeyboardInterrupt:
         stop_all()
         print(f"\n{PROG}: interrupted; every server it started is stopped", file=sys.stderr)

@@ -198,10 +198,10 @@ def markdown(result: SuiteResult, command: str) -> str:
         f"- CPU: {machine.get('cpu')} ({machine.get('cores')} cores), "
         f"Linux {machine.get('kernel')}, load average at start {machine.get('loadavg_at_start')}",
         f"- command: `{command}`, wall time {result.wall_seconds:.0f} s",
-        f"- each server pinned to one core, the load generator (kestrel-bench, closed loop) to "
-        f"the other; each load cell {plan.warmup:g} s warm-up, then {plan.duration:g} s "
-        f"measured, 64 connections (early-8m: 16)"
-        + (", quick run (--quick)" if plan.quick else ""),
+        f"- each server pinned to core {result.server_core}, the load generator "
+        f"(kestrel-bench, closed loop) to core {result.generator_core}; each load cell "
+        f"{plan.warmup:g} s warm-up, then {plan.duration:g} s measured, 64 connections "
+        f"(early-8m: 16)" + (", quick run (--quick)" if plan.quick else ""),
         "",
         markdown_table(result),
         "",
@@ -236,6 +236,8 @@ def as_dict(result: SuiteResult, command: str) -> dict[str, Any]:
         "started": result.started,
         "wall_seconds": result.wall_seconds,
         "machine": result.machine,
+        "server_core": result.server_core,
+        "generator_core": result.generator_core,
         "plan": {
             "servers": list(plan.servers),
             "scenarios": list(plan.scenarios),
@@ -249,6 +251,7 @@ def as_dict(result: SuiteResult, command: str) -> dict[str, Any]:
                 "version": result.versions.get(name),
                 "about": CONTENDERS[name].about,
                 "command": result.commands.get(name),
+                "cores": result.affinity.get(name),
             }
             for name in plan.servers
         },
