@@ -28,8 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from servers import (
     CLIENT_CPU,
     ROOT,
+    SERVER_CPU,
     Server,
     ServerSpec,
+    core_times,
+    core_usage,
     git_commit,
     machine,
     tool_path,
@@ -92,7 +95,9 @@ def main() -> int:
     commit, _ = git_commit()
     print(f"# kestrel-bench against wrk at {commit}: {machine()}")
     print(f"# {args.rounds} rounds x {args.duration:g} s, {args.connections} connections")
-    results: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+    # Per run: the rate, the generator's CPU, and how busy the server's core was. A server
+    # core near 100 % means the rate is the server's, whichever generator drove it.
+    results: dict[tuple[str, str, str], list[tuple[float, float, float]]] = {}
     for name in args.only.split(","):
         with Server(ServerSpec(name)) as server:
             url = f"http://127.0.0.1:{server.port}/"
@@ -102,30 +107,42 @@ def main() -> int:
                     if round_ % 2:
                         order.reverse()  # neither generator always goes first
                     for generator, measure in order:
+                        before = core_times()
                         rate, cpu = measure(url, depth, args.connections, args.duration)
-                        results.setdefault((name, scenario, generator), []).append((rate, cpu))
+                        busy = core_usage(before, core_times())[SERVER_CPU][0]
+                        results.setdefault((name, scenario, generator), []).append(
+                            (rate, cpu, busy)
+                        )
                         print(
                             f"round {round_ + 1} {name:8} {scenario:14} {generator:14} "
-                            f"{rate:>10,.0f} req/s  generator CPU {cpu:4.0%}",
+                            f"{rate:>10,.0f} req/s  generator CPU {cpu:4.0%}  "
+                            f"server core {busy:3.0f} %",
                             flush=True,
                         )
     print()
-    print("| server | scenario | generator | best req/s | median | generator CPU (median) |")
-    print("|---|---|---|---:|---:|---:|")
+    print(
+        "| server | scenario | generator | best req/s | median | generator CPU (median) "
+        "| server core (median) |"
+    )
+    print("|---|---|---|---:|---:|---:|---:|")
     for (name, scenario, generator), runs in results.items():
-        rates = [r for r, _ in runs]
-        cpus = [c for _, c in runs]
+        rates = [r for r, _, _ in runs]
+        cpus = [c for _, c, _ in runs]
+        server_busy = [b for _, _, b in runs]
         print(
             f"| {name} | {scenario} | {generator} | {max(rates):,.0f} | "
-            f"{statistics.median(rates):,.0f} | {statistics.median(cpus):.0%} |"
+            f"{statistics.median(rates):,.0f} | {statistics.median(cpus):.0%} | "
+            f"{statistics.median(server_busy):.0f} % |"
         )
     print()
     for name in args.only.split(","):
         for scenario in SCENARIOS:
             ours = results[(name, scenario, "kestrel-bench")]
             theirs = results[(name, scenario, "wrk")]
-            best = max(r for r, _ in ours) / max(r for r, _ in theirs)
-            median = statistics.median(r for r, _ in ours) / statistics.median(r for r, _ in theirs)
+            best = max(r for r, _, _ in ours) / max(r for r, _, _ in theirs)
+            median = statistics.median(r for r, _, _ in ours) / statistics.median(
+                r for r, _, _ in theirs
+            )
             print(
                 f"- {name} {scenario}: kestrel-bench / wrk = {best:.2f}x best, {median:.2f}x median"
             )
