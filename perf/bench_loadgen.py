@@ -42,7 +42,7 @@ PIPELINE_LUA = ROOT / "perf" / "pipeline.lua"
 SCENARIOS = {"keep-alive": 1, "pipelined x16": 16}
 
 
-def _timed(cmd: list[str]) -> tuple[str, float]:
+def timed(cmd: list[str]) -> tuple[str, float]:
     """Run `cmd` to the end; its output and its CPU use (user + system over wall)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
@@ -59,7 +59,7 @@ def run_wrk(url: str, depth: int, connections: int, duration: float) -> tuple[fl
         cmd += ["-s", str(PIPELINE_LUA), url, "--", str(depth)]
     else:
         cmd.append(url)
-    out, cpu = _timed(cmd)
+    out, cpu = timed(cmd)
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if not match:
         raise RuntimeError(f"wrk printed no rate: {out[-300:]}")
@@ -71,7 +71,7 @@ def run_kestrel_bench(
 ) -> tuple[float, float]:
     cmd = ["taskset", "-c", str(CLIENT_CPU), sys.executable, "-m", "kestrel.bench", url]
     cmd += ["-c", str(connections), "-d", f"{duration:g}", "-p", str(depth), "--json"]
-    out, cpu = _timed(cmd)
+    out, cpu = timed(cmd)
     data = json.loads(out)
     if sum(data["errors"].values()):
         raise RuntimeError(f"kestrel-bench counted errors: {data['errors']}")

@@ -25,16 +25,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_loadgen import timed
 from servers import (
     CLIENT_CPU,
     SERVER_CPU,
@@ -88,13 +86,9 @@ def measure(url: str, connections: int, duration: float, warmup: float) -> Run:
     """One kestrel-bench run on the client core, with both cores' busy time around it."""
     cmd = ["taskset", "-c", str(CLIENT_CPU), sys.executable, "-m", "kestrel.bench", url]
     cmd += ["-c", str(connections), "-d", f"{duration:g}", "--warmup", f"{warmup:g}", "--json"]
-    before, rusage = core_times(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.monotonic()
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120).stdout
-    wall = time.monotonic() - start
+    before = core_times()
+    out, cpu = timed(cmd)
     usage = core_usage(before, core_times())
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - rusage.ru_utime) + (after.ru_stime - rusage.ru_stime)
     data = json.loads(out)
     # The warm-up is inside the same window, at the same load: it dilutes nothing.
     return Run(
@@ -104,7 +98,7 @@ def measure(url: str, connections: int, duration: float, warmup: float) -> Run:
         + sum(n for status, n in data["status"].items() if status != "2xx"),
         server_core=usage[SERVER_CPU][0],
         client_core=usage[CLIENT_CPU][0],
-        generator_cpu=100.0 * cpu / wall,
+        generator_cpu=100.0 * cpu,
     )
 
 

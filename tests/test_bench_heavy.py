@@ -1,6 +1,7 @@
 """The heavy scenarios of `kestrel-bench suite` (kestrel/bench/transfer.py, idle.py and
-slowloris.py) against a real kestrel server in a thread of this process, serving
-tests/bench_app.py on a free port; sizes and counts are cut down so the file runs in seconds.
+slowloris.py) against a real kestrel server in a thread of this process, serving the suite's
+own app (kestrel/bench/bench_app.py) on a free port; sizes and counts are cut down so the
+file runs in seconds.
 
 The server shares this process, so the RSS figures are of both ends together here: the tests
 check that they are read (positive, peak at least the reading before), not their size. What
@@ -17,11 +18,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from bench_app import app
 from scripted_server import Answer, scripted_server
 
 import kestrel
 from kestrel import App, Request, Response
+from kestrel.bench.bench_app import app
 from kestrel.bench.cell import Cell
 from kestrel.bench.idle import measure_idle
 from kestrel.bench.slowloris import measure_slowloris

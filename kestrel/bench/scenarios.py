@@ -6,13 +6,12 @@ and checks the answer against the app's contract, so a server that answers somet
 gets a failed cell instead of a fast figure.
 
 Heavy scenarios measure something else than a rate (MB/s, memory per connection) with a
-function of their own, found by module and name in HEAVY below:
+function of their own (kestrel/bench/transfer.py, idle.py, slowloris.py), named in HEAVY:
 
     def measure_X(host: str, port: int, server_pids: Callable[[], list[int]], *,
                   quick: bool, budget: float) -> Cell
 
-``budget`` is the seconds it may take. Where its module is not in this build, its cells say
-so. To add one, add a HeavyScenario line to HEAVY.
+``budget`` is the seconds it may take. To add one, add a HeavyScenario line to HEAVY.
 
 A scenario names the endpoints it needs; a server that cannot serve one of them gets an
 ``unsupported`` cell with the reason its contender gives (kestrel/bench/servers.py).
